@@ -149,7 +149,7 @@ public struct ReadinessProber: Sendable {
             successes[index] = 0
         }
         let retryAt = now + retryInterval
-        if retryAt > pollDeadline {
+        if retryAt >= pollDeadline {
             // The poll ends at its deadline without another attempt.
             phases[index] = .done(false)
         } else {
