@@ -230,6 +230,7 @@ struct TemplateParser {
             return
         }
         guard hasPrefix("}}") else {
+            if position >= text.count || find("}}", from: position) == nil { throw error(at: offset, "unclosed action") }
             throw error(at: position, position >= text.count ? "unclosed action" : "unexpected \"\(String(decoding: text[position..<min(position + 1, text.count)], as: UTF8.self))\" in action")
         }
         position += 2
@@ -240,6 +241,7 @@ struct TemplateParser {
     private mutating func parsePipeline(at offset: Int) throws(RequestLogTemplateError) -> TemplatePipeline {
         var commands: [TemplateCommand] = []
         while true {
+            skipSpaces()
             let commandStart = position
             let command = try parseCommand(at: offset)
             if !commands.isEmpty, case .operand = command {
