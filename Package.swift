@@ -12,6 +12,7 @@ let package = Package(
     name: "Sluice",
     products: [
         .library(name: "SluiceCore", targets: ["SluiceCore"]),
+        .executable(name: "autoscaler", targets: ["autoscaler"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -25,8 +26,18 @@ let package = Package(
             dependencies: [
                 "CEpoll",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strictCore
+        ),
+        .executableTarget(
+            name: "autoscaler",
+            dependencies: [
+                "SluiceCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(
             name: "SluiceCoreTests",
