@@ -6,6 +6,20 @@ import SluiceCore
 
 let revisionCount = 10_000
 
+/// The autoscaler under test, held by reference so every measured iteration mutates the same state
+/// (a value copy per iteration would measure copy-on-write instead of the tick).
+final class Fixture {
+    var scaler: MultiScaler
+    let slots: [RevisionSlot]
+    var now: Int64
+    var changed: [RevisionSlot] = []
+
+    init(_ parts: (MultiScaler, [RevisionSlot], Int64)) {
+        (scaler, slots, now) = parts
+        changed.reserveCapacity(revisionCount)
+    }
+}
+
 /// 10,000 revisions with a minute of history each, so every window is full.
 func makeAutoscaler(algorithm: AggregationAlgorithm) -> (MultiScaler, [RevisionSlot], Int64) {
     var scaler = MultiScaler()
@@ -36,41 +50,33 @@ let benchmarks: @Sendable () -> Void = {
         maxIterations: 500)
 
     for algorithm in AggregationAlgorithm.allCases {
-        Benchmark("KPA full 2 s tick, 10000 revisions (\(algorithm.rawValue))") { benchmark, state in
-            var (scaler, slots, now) = state
-            var changed: [RevisionSlot] = []
-            changed.reserveCapacity(revisionCount)
+        Benchmark("KPA full 2 s tick, 10000 revisions (\(algorithm.rawValue))") { benchmark, fixture in
             let stat = PodStat(podName: "service-scraper", averageConcurrentRequests: 120, requestCount: 300)
             benchmark.startMeasurement()
             for _ in benchmark.scaledIterations {
                 // Two scrape seconds, then the decider tick.
-                for slot in slots { scaler.recordScraped(stat, slot: slot, now: UnixTime(seconds: now)) }
-                for slot in slots { scaler.recordScraped(stat, slot: slot, now: UnixTime(seconds: now + 1)) }
-                now += 2
-                changed.removeAll(keepingCapacity: true)
-                let valid = scaler.tickAll(now: UnixTime(seconds: now), changed: &changed) { _ in .ready(3) }
-                blackHole(valid)
+                let now = fixture.now
+                for slot in fixture.slots { fixture.scaler.recordScraped(stat, slot: slot, now: UnixTime(seconds: now)) }
+                for slot in fixture.slots { fixture.scaler.recordScraped(stat, slot: slot, now: UnixTime(seconds: now + 1)) }
+                fixture.now += 2
+                fixture.changed.removeAll(keepingCapacity: true)
+                blackHole(fixture.scaler.tickAll(now: UnixTime(seconds: fixture.now), changed: &fixture.changed) { _ in .ready(3) })
             }
             benchmark.stopMeasurement()
-            blackHole(changed.count)
         } setup: {
-            makeAutoscaler(algorithm: algorithm)
+            Fixture(makeAutoscaler(algorithm: algorithm))
         }
     }
 
     // The decisions alone, one second after the last data (windows full, no recording).
-    Benchmark("KPA decisions only, 10000 revisions (linear)") { benchmark, state in
-        var scaler = state.0
-        let now = state.2
-        var changed: [RevisionSlot] = []
-        changed.reserveCapacity(revisionCount)
+    Benchmark("KPA decisions only, 10000 revisions (linear)") { benchmark, fixture in
         benchmark.startMeasurement()
         for _ in benchmark.scaledIterations {
-            changed.removeAll(keepingCapacity: true)
-            blackHole(scaler.tickAll(now: UnixTime(seconds: now), changed: &changed) { _ in .ready(3) })
+            fixture.changed.removeAll(keepingCapacity: true)
+            blackHole(fixture.scaler.tickAll(now: UnixTime(seconds: fixture.now), changed: &fixture.changed) { _ in .ready(3) })
         }
         benchmark.stopMeasurement()
     } setup: {
-        makeAutoscaler(algorithm: .linear)
+        Fixture(makeAutoscaler(algorithm: .linear))
     }
 }

@@ -198,10 +198,9 @@ public struct MetricCollector: Sendable {
     }
 
     public func averages(_ metric: ScalingMetric, slot: RevisionSlot, now: UnixTime) -> Result<WindowAverages, MetricError> {
-        guard slot.index < revisions.count, let metrics = revisions[slot.index] else {
-            return .failure(.notCollecting)
-        }
-        return metrics.averages(metric, now: now)
+        guard slot.index < revisions.count else { return .failure(.notCollecting) }
+        // Read in place: binding the element would retain its four bucket arrays on every tick.
+        return revisions[slot.index]?.averages(metric, now: now) ?? .failure(.notCollecting)
     }
 
     public func averages(_ metric: ScalingMetric, for key: RevisionKey, now: UnixTime) -> Result<WindowAverages, MetricError> {
