@@ -213,4 +213,16 @@ struct AutoscalerBinaryTests {
         #expect(bad.status == 1)
         #expect(bad.stderr == "<stdin>: steps[0].t: must be >= 0, got -1\n")
     }
+
+    @Test("the shipped examples pass check-config and simulate")
+    func examples() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let config = try ChildProcess.run(["check-config", root.appendingPathComponent("examples/config-autoscaler.yaml").path])
+        #expect(config.status == 0, "\(config.stderr)")
+        for name in ["kpa-burst.json", "kpa-raw-samples.json"] {
+            let r = try ChildProcess.run(["simulate", root.appendingPathComponent("examples/\(name)").path])
+            #expect(r.status == 0, "\(name): \(r.stderr)")
+            #expect(r.stdout.split(separator: "\n").count >= 7)
+        }
+    }
 }
