@@ -1,0 +1,93 @@
+// The `autoscaler` executable: a thin command line over SluiceCore's KPA — ConfigMap validation and
+// the what-if simulator (the scraping server mode arrives with the HTTP client).
+import ArgumentParser
+import Foundation
+import SluiceCore
+
+@main
+struct Autoscaler: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "autoscaler",
+        abstract: "Sluice's Knative Pod Autoscaler (KPA).",
+        version: Sluice.version,
+        subcommands: [CheckConfig.self, Simulate.self])
+}
+
+/// Reads a whole file, or standard input for "-".
+func readInput(_ path: String) throws(ValidationError) -> [UInt8] {
+    if path == "-" {
+        return Array(FileHandle.standardInput.readDataToEndOfFile())
+    }
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw ValidationError("\(path): cannot read the file (missing or not readable)")
+    }
+    return Array(data)
+}
+
+func writeError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+struct CheckConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config",
+        abstract: "Validate a config-autoscaler ConfigMap YAML file.",
+        discussion: """
+            Prints the effective configuration as JSON and exits 0, or prints every problem as \
+            FILE:LINE: KEY: MESSAGE (Knative's wording) and exits 1.
+            """)
+
+    @Argument(help: "The ConfigMap YAML file ('-' for standard input).")
+    var file: String
+
+    func run() throws {
+        let bytes = try readInput(file)
+        let name = file == "-" ? "<stdin>" : file
+        let text = String(decoding: bytes, as: UTF8.self)
+        do {
+            let config = try AutoscalerConfig.load(yaml: text, file: name)
+            print(config.effectiveJSON)
+        } catch {
+            for problem in error.problems { writeError(problem.description) }
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Simulate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "simulate",
+        abstract: "Replay a scenario through the KPA decider (what-if tool).",
+        discussion: """
+            Input: one JSON document {"decider": {...}, "initialReadyPods": N, "steps": [...]}; \
+            "decider" mirrors Knative's DeciderSpec in camelCase, or give "config" (ConfigMap data), \
+            "annotations" and "containerConcurrency" to resolve it as Knative does. Each step is \
+            {"t", "readyPods", "stable", "panic"} (window averages, revision totals), \
+            {"t", "readyPods", "concurrency", "rps"} (raw per-second samples), optionally \
+            "error": "no data". Output: one JSON line per step {"t", "desiredPods", \
+            "excessBurstCapacity", "valid", "panic"}, or CSV with --csv.
+            """)
+
+    @Argument(help: "Scenario JSON file, or '-' for standard input.")
+    var file: String = "-"
+
+    @Flag(help: "Write CSV (with a header line) instead of JSON lines.")
+    var csv = false
+
+    func run() throws {
+        let bytes = try readInput(file)
+        let name = file == "-" ? "<stdin>" : file
+        let scenario: SimulationScenario
+        do {
+            scenario = try Simulation.parse(json: bytes)
+        } catch {
+            for message in error.messages { writeError("\(name): \(message)") }
+            throw ExitCode(1)
+        }
+        var out = csv ? SimulationRow.csvHeader + "\n" : ""
+        for row in Simulation.run(scenario) {
+            out += (csv ? row.csvLine : row.jsonLine) + "\n"
+        }
+        FileHandle.standardOutput.write(Data(out.utf8))
+    }
+}
