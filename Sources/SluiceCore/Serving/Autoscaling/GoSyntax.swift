@@ -288,8 +288,9 @@ public enum GoParse {
     }
 }
 
-/// Go's fmt verbs for floats, used to reproduce Knative's error texts.
-public enum GoFormat {
+/// Go's fmt verbs for floats as Strings, used to reproduce Knative's error texts (the byte-appending
+/// verbs for the request log live with `GoFormat` in RequestLog/).
+extension GoFormat {
     /// `%v` (and `%g`) of a float64: the shortest round-trip digits, in exponent form when the
     /// decimal exponent is < -4 or >= 6 (Go's rule for shortest precision: 1e+06, 1.5e-05, 123456).
     public static func v(_ x: Double) -> String {
