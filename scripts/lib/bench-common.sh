@@ -88,11 +88,13 @@ bench_status_kib() {
 # Resets VmHWM to the current RSS (Linux >= 4.0, needs ptrace rights on PID); false when not possible.
 bench_reset_peak_rss() { { echo 5 >"/proc/$1/clear_refs"; } 2>/dev/null; }
 
-# Busy and total ticks of the whole machine, from the first line of /proc/stat: "BUSY TOTAL".
+# Ticks of the whole machine from the first line of /proc/stat: "BUSY TOTAL", where BUSY is the time
+# processes ran (user, nice, system) plus time the hypervisor stole. Interrupt time is left out because
+# process utime/stime exclude it too, so BUSY minus the ticks of known processes is other processes' work.
 bench_machine_ticks() {
   local _ user nice system idle iowait irq softirq steal
   read -r _ user nice system idle iowait irq softirq steal _ </proc/stat
-  echo "$((user + nice + system + irq + softirq + steal)) $((user + nice + system + idle + iowait + irq + softirq + steal))"
+  echo "$((user + nice + system + steal)) $((user + nice + system + idle + iowait + irq + softirq + steal))"
 }
 
 # Sets VAR to the CPU ticks used so far by this shell's waited-for children (bash's `times`, second
@@ -234,10 +236,15 @@ bench_command_line() {
   local vars=$1 v out=""
   shift
   for v in $vars; do
-    if [ -n "${!v+x}" ]; then out+="$v=$(printf '%q' "${!v}") "; fi
+    if [ -n "${!v+x}" ]; then out+="$v=$(bench_quote "${!v}") "; fi
   done
-  out+=$(printf '%q' "$1")
+  out+=$(bench_quote "$1")
   shift
-  if [ $# -gt 0 ]; then out+=$(printf ' %q' "$@"); fi
+  for v in "$@"; do out+=" $(bench_quote "$v")"; done
   echo "$out"
+}
+
+# Shell-quotes one word only when it needs it, so "--only nginx,go" stays readable.
+bench_quote() {
+  if [[ $1 =~ ^[A-Za-z0-9_./,=:@+-]+$ ]]; then echo "$1"; else printf "'%s'\n" "${1//\'/\'\\\'\'}"; fi
 }

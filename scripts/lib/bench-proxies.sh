@@ -10,6 +10,10 @@ SERVER_CORE=${SERVER_CORE:-1}   # backend and proxy share this core
 LOAD_CORE=${LOAD_CORE:-0}       # wrk runs alone on this one
 SLUICE_BIN=${SLUICE_BIN:-$BP_ROOT/.build/release/sluice}
 QUEUE_PROXY_BIN=${QUEUE_PROXY_BIN:-$BP_ROOT/.build/release/queue-proxy}
+# nginx's idle upstream pool; with more client connections than this it opens and closes upstream
+# connections under load (visible as connect/close in bench-syscalls at c=256).
+NGINX_KEEPALIVE=${NGINX_KEEPALIVE:-64}
+[[ $NGINX_KEEPALIVE =~ ^[1-9][0-9]*$ ]] || bench_die "NGINX_KEEPALIVE: '$NGINX_KEEPALIVE' is not a positive count"
 
 BACKEND_PORT=""
 BACKEND_PID=""      # the backend's worker: the process that does the work
@@ -55,12 +59,12 @@ bp_user_line() {
   if [ "$(id -u)" = 0 ]; then echo "user root;"; else echo ""; fi
 }
 
-# Fills a template's @DIR@, @PORT@, @UPSTREAM_PORT@ and @USER_LINE@ into OUT.
+# Fills a template's @DIR@, @PORT@, @UPSTREAM_PORT@, @NGINX_KEEPALIVE@ and @USER_LINE@ into OUT.
 bp_render() {
   local template=$1 out=$2 port=$3 upstream=${4:-}
   [ -r "$template" ] || bench_die "missing template $template"
   sed -e "s|@DIR@|$BENCH_TMP|g" -e "s|@PORT@|$port|g" -e "s|@UPSTREAM_PORT@|$upstream|g" \
-      -e "s|@USER_LINE@|$(bp_user_line)|g" "$template" >"$out"
+      -e "s|@NGINX_KEEPALIVE@|$NGINX_KEEPALIVE|g" -e "s|@USER_LINE@|$(bp_user_line)|g" "$template" >"$out"
 }
 
 # Bodies the backend serves and the checks compare against; the 64 KiB upload body and its wrk script.
