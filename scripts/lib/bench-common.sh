@@ -1,6 +1,7 @@
 # Shared helpers for the scripts/bench-* load benchmarks (bash): a temp dir and PID-tracked processes
 # stopped by a trap, free loopback ports, pinned starts, wrk output parsing, /proc CPU and RSS readers,
 # and the machine header every BENCHMARKS.md entry carries. Source it from a `set -euo pipefail` script.
+# shellcheck shell=bash disable=SC2034  # variables here are read by the scripts that source this
 
 BENCH_TMP=""
 BENCH_PIDS=()          # every process this script started, stopped in reverse order at exit

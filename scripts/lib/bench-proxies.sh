@@ -1,6 +1,7 @@
 # The proxy rows shared by scripts/bench-proxy and scripts/bench-syscalls (bash, sourced after
 # bench-common.sh): the nginx backend, each proxy started fresh on the backend's core with upstream
 # keep-alive, and the curl check that a row really proxies the backend's bytes before it is measured.
+# shellcheck shell=bash disable=SC2034  # variables here are read by the scripts that source this
 
 BP_ALL_ROWS="direct sluice qp-cc0 qp-cc10 nginx haproxy go"
 BP_ALL_CASES="small 4k 1m upload"
@@ -96,8 +97,8 @@ bp_case_wrk_args() {
 
 # True when one request of CASE through 127.0.0.1:PORT returns 200 and exactly the backend's bytes.
 bp_check_once() {
-  local case=$1 port=$2 out="$BENCH_TMP/check.out" code
-  local url="http://127.0.0.1:$port$(bp_case_path "$case")"
+  local case=$1 port=$2 out="$BENCH_TMP/check.out" code url
+  url="http://127.0.0.1:$port$(bp_case_path "$case")"
   if [ "$case" = upload ]; then
     code=$(curl -sS --max-time 5 -o "$out" -w '%{http_code}' -H 'Content-Type: application/octet-stream' \
       --data-binary "@$BENCH_TMP/upload.bin" "$url" 2>/dev/null) || return 1
