@@ -10,6 +10,14 @@ struct TestFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// A Mutex in a class, so several closures and threads can share it.
+final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<R>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
+    var value: Value { mutex.withLock { $0 } }
+}
+
 /// Polls `condition` every few milliseconds until it holds or `timeout` passes.
 @discardableResult
 func waitUntil(timeout: Duration = .seconds(20), _ condition: () -> Bool) -> Bool {
@@ -194,4 +202,93 @@ func cpuTicks(pid: Int32) -> Int? {
     // After "pid (comm)": fields[0] is state (field 3), so utime (14) and stime (15) are [11] and [12].
     guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { return nil }
     return user + system
+}
+
+/// The foundation-test-helper child process, started and stopped by PID.
+final class HelperProcess {
+    let process = Process()
+    private let stdoutPipe = Pipe()
+    private let stderrPipe = Pipe()
+    private let output = Locked("")
+    private let errors = Locked("")
+
+    init(_ arguments: [String]) throws {
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        let helper = exe.deletingLastPathComponent().appendingPathComponent("foundation-test-helper")
+        guard FileManager.default.isExecutableFile(atPath: helper.path) else {
+            throw TestFailure("foundation-test-helper not built next to \(exe.path)")
+        }
+        process.executableURL = helper
+        process.arguments = arguments
+        process.standardOutput = stdoutPipe
+        process.standardError = stderrPipe
+        let output = self.output
+        let errors = self.errors
+        stdoutPipe.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            output.withLock { $0 += String(decoding: data, as: UTF8.self) }
+        }
+        stderrPipe.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            errors.withLock { $0 += String(decoding: data, as: UTF8.self) }
+        }
+        try process.run()
+    }
+
+    var pid: Int32 { process.processIdentifier }
+    var stdout: String { output.withLock { $0 } }
+    var stderr: String { errors.withLock { $0 } }
+
+    /// The first stdout line starting with `prefix`, waiting up to `timeout`.
+    func line(startingWith prefix: String, timeout: Duration = .seconds(20)) -> String? {
+        var found: String?
+        waitUntil(timeout: timeout) {
+            found = stdout.split(separator: "\n").first { $0.hasPrefix(prefix) }.map(String.init)
+            return found != nil || !process.isRunning
+        }
+        if found == nil { found = stdout.split(separator: "\n").first { $0.hasPrefix(prefix) }.map(String.init) }
+        return found
+    }
+
+    /// Sends `signal` by PID and waits for exit; SIGKILL if it does not exit in time. Returns the exit status.
+    @discardableResult
+    func stop(signal: Int32 = SIGTERM, timeout: Duration = .seconds(20)) -> Int32? {
+        if process.isRunning { kill(pid, signal) }
+        if !waitUntil(timeout: timeout, { !process.isRunning }) {
+            kill(pid, SIGKILL)
+            process.waitUntilExit()
+            return nil
+        }
+        process.waitUntilExit()
+        // Let the readability handlers collect the last output.
+        usleep(50_000)
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning {
+            kill(pid, SIGKILL)
+            process.waitUntilExit()
+        }
+        stdoutPipe.fileHandleForReading.readabilityHandler = nil
+        stderrPipe.fileHandleForReading.readabilityHandler = nil
+    }
+}
+
+/// Makes the calling process's fd limit at least `count` (raising the soft limit toward the hard one).
+func ensureFileDescriptorLimit(_ count: Int) -> Bool {
+    var limit = rlimit()
+    getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+    if limit.rlim_cur >= rlim_t(count) { return true }
+    limit.rlim_cur = min(limit.rlim_max, rlim_t(count))
+    setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+    getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+    return limit.rlim_cur >= rlim_t(count)
+}
+
+extension TestSocket {
+    func setNonBlocking() {
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+    }
 }

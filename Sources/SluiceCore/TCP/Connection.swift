@@ -51,7 +51,8 @@ public protocol ConnectionDelegate: AnyObject {
     /// from `range.lowerBound` were consumed; the rest is presented again with the next bytes. Parse in
     /// place and keep `buffer.slice(...)`s (to write elsewhere on this loop) without copying.
     func connection(_ connection: Connection, didReceive buffer: IOBuffer, range: Range<Int>) -> Int
-    /// The peer shut down its sending side (read returned 0). Default: close.
+    /// The peer shut down its sending side (read returned 0). Default: close. Once input has ended
+    /// and output is shut down (`shutdownOutput`) with nothing queued, the connection closes itself.
     func connectionDidReadEOF(_ connection: Connection)
     /// `isWritable` changed (crossed the high or low watermark). Default: nothing.
     func connectionWritabilityChanged(_ connection: Connection)
@@ -218,6 +219,7 @@ public final class Connection: EventLoopHandler {
                 releaseInputIfConsumed()
                 noteProgress()
                 if let delegate { delegate.connectionDidReadEOF(self) } else { close() }
+                closeIfFinished()
                 return
             case .processed(let n):
                 buffer.count += n
@@ -253,27 +255,31 @@ public final class Connection: EventLoopHandler {
     }
 
     /// A buffer with free space for the next read, or nil when the input limit is reached.
+    ///
+    /// Bytes below `count` are never rewritten while anyone else references the buffer (a slice of
+    /// it queued on some connection); reading into the free tail after `count` is always allowed, so a
+    /// shared buffer keeps filling until its end before a new one is taken from the pool.
     private func prepareInput() -> IOBuffer? {
         guard input != nil else {
             input = loop.bufferPool.take()
             inputStart = 0
             return input
         }
-        // Only a buffer nobody else references (no slice of it queued anywhere) may be rewritten.
         let unique = isKnownUniquelyReferenced(&input!)
         guard let buffer = input else { return nil }
         let unconsumed = buffer.count - inputStart
-        if unconsumed == 0 {
-            if unique && buffer.capacity == loop.bufferPool.bufferSize {
-                buffer.clear()
-            } else {
+        if unconsumed == 0 && unique {
+            if buffer.capacity != loop.bufferPool.bufferSize {
+                // A grown buffer goes back to normal size once drained.
                 input = nil
                 input = loop.bufferPool.take()
+            } else {
+                buffer.clear()
             }
             inputStart = 0
             return input
         }
-        // Keep reads large enough that a short read reliably means "drained".
+        // Keep reads large enough that a short read reliably means "drained", not "buffer full".
         let minimumSpace = min(4096, buffer.capacity / 4)
         if buffer.freeCapacity >= minimumSpace { return buffer }
         let needed = unconsumed + minimumSpace
@@ -282,14 +288,14 @@ public final class Connection: EventLoopHandler {
             inputStart = 0
             return buffer
         }
-        var capacity = buffer.capacity
+        var capacity = loop.bufferPool.bufferSize
         while capacity < needed { capacity *= 2 }
         if capacity > options.maxInputBytes {
-            capacity = options.maxInputBytes
+            capacity = max(options.maxInputBytes, loop.bufferPool.bufferSize)
             if unconsumed >= capacity { return nil }
         }
         let replacement = capacity == loop.bufferPool.bufferSize ? loop.bufferPool.take() : IOBuffer(capacity: capacity)
-        replacement.append(buffer, range: inputStart ..< buffer.count)
+        if unconsumed > 0 { replacement.append(buffer, range: inputStart ..< buffer.count) }
         var old = input
         input = replacement
         inputStart = 0
@@ -297,8 +303,14 @@ public final class Connection: EventLoopHandler {
         return replacement
     }
 
+    /// Gives the input buffer back when everything in it was consumed, so an idle connection holds
+    /// none. A buffer still referenced by queued slices is kept while its tail has room, so the next
+    /// reads fill it instead of pinning a fresh 16 KiB buffer per small read.
     private func releaseInputIfConsumed() {
+        guard input != nil else { return }
+        let unique = isKnownUniquelyReferenced(&input!)
         guard let buffer = input, inputStart == buffer.count else { return }
+        if !unique && buffer.freeCapacity >= min(4096, buffer.capacity / 4) { return }
         inputStart = 0
         loop.bufferPool.recycle(&input)
     }
@@ -413,16 +425,17 @@ public final class Connection: EventLoopHandler {
     private func consumeQueue(_ written: Int) {
         var remaining = written
         queuedBytes -= written
-        while remaining > 0, queueHead < queue.count, let slice = queue[queueHead] {
-            if slice.count <= remaining {
-                remaining -= slice.count
-                var buffer: IOBuffer? = slice.buffer
-                queue[queueHead] = nil
+        while remaining > 0 && queueHead < queue.count {
+            let sliceCount = queue[queueHead]?.count ?? 0
+            if sliceCount <= remaining {
+                remaining -= sliceCount
+                // Move the slice out (no IOSlice binding stays alive), so that when this was the
+                // last reference the pool sees the buffer as unique and takes it back.
+                var buffer = queue[queueHead].take()?.buffer
                 queueHead += 1
-                // Last reference to a pooled buffer: back to the pool.
                 loop.bufferPool.recycle(&buffer)
             } else {
-                queue[queueHead] = slice.dropFirst(remaining)
+                queue[queueHead] = queue[queueHead]?.dropFirst(remaining)
                 remaining = 0
             }
         }
@@ -447,7 +460,14 @@ public final class Connection: EventLoopHandler {
             try Syscall.shutdown(fileDescriptor, how: Int32(SHUT_WR))
         } catch {
             close(error: .syscall(error))
+            return
         }
+        closeIfFinished()
+    }
+
+    /// Both directions are shut down and nothing is queued: nothing can happen on the socket any more.
+    private func closeIfFinished() {
+        if state == .open && isInputClosed && isOutputClosed && queuedBytes == 0 { close() }
     }
 
     /// Closes once everything queued is sent (e.g. after a `Connection: close` response).

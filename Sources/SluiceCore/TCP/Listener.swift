@@ -21,6 +21,9 @@ public struct ListenerOptions: Sendable {
     public var exhaustionLogInterval: Duration = .seconds(1)
     /// Accepts per readiness event before yielding to the connections' own events.
     public var maxAcceptsPerEvent = 64
+    /// SO_SNDBUF / SO_RCVBUF for accepted sockets (set once on the listener, inherited); nil: kernel autotuning.
+    public var socketSendBufferSize: Int32? = nil
+    public var socketReceiveBufferSize: Int32? = nil
 
     public init() {}
 }
@@ -30,7 +33,12 @@ struct ListeningSocket {
     let fd: Int32
     let address: SocketAddress
 
-    static func open(_ address: SocketAddress, backlog: Int32, reusePort: Bool, noDelay: Bool) throws(SyscallError) -> ListeningSocket {
+    static func open(_ address: SocketAddress, options: ListenerOptions, reusePort: Bool) throws(SyscallError) -> ListeningSocket {
+        try open(address, backlog: options.backlog, reusePort: reusePort, noDelay: options.connection.noDelay,
+                 sendBuffer: options.socketSendBufferSize, receiveBuffer: options.socketReceiveBufferSize)
+    }
+
+    static func open(_ address: SocketAddress, backlog: Int32, reusePort: Bool, noDelay: Bool, sendBuffer: Int32? = nil, receiveBuffer: Int32? = nil) throws(SyscallError) -> ListeningSocket {
         let fd = try Syscall.socket(family: address.family)
         do {
             try Syscall.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1, "setsockopt(SO_REUSEADDR)")
@@ -41,6 +49,8 @@ struct ListeningSocket {
             if noDelay {
                 try Syscall.setOption(fd, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: 1, "setsockopt(TCP_NODELAY)")
             }
+            if let sendBuffer { try Syscall.setOption(fd, level: SOL_SOCKET, name: SO_SNDBUF, value: sendBuffer, "setsockopt(SO_SNDBUF)") }
+            if let receiveBuffer { try Syscall.setOption(fd, level: SOL_SOCKET, name: SO_RCVBUF, value: receiveBuffer, "setsockopt(SO_RCVBUF)") }
             try Syscall.bind(fd, address)
             try Syscall.listen(fd, backlog: backlog)
             return ListeningSocket(fd: fd, address: try Syscall.localAddress(fd))
@@ -80,7 +90,7 @@ public final class Listener: EventLoopHandler {
         reusePort: Bool = false,
         delegate: any ListenerDelegate
     ) throws(SyscallError) {
-        let socket = try ListeningSocket.open(address, backlog: options.backlog, reusePort: reusePort, noDelay: options.connection.noDelay)
+        let socket = try ListeningSocket.open(address, options: options, reusePort: reusePort)
         try self.init(adopting: socket, on: loop, options: options, distribution: [])
         self.delegate = delegate
     }
@@ -265,7 +275,7 @@ public final class TCPServer: Sendable {
             var bindTo = address
             for _ in loops {
                 do {
-                    let socket = try ListeningSocket.open(bindTo, backlog: options.backlog, reusePort: true, noDelay: options.connection.noDelay)
+                    let socket = try ListeningSocket.open(bindTo, options: options, reusePort: true)
                     sockets.append(socket)
                     bindTo = socket.address // port 0: the rest join the port the first one got
                 } catch {
@@ -274,7 +284,7 @@ public final class TCPServer: Sendable {
                 }
             }
         case .singleAcceptor:
-            sockets.append(try ListeningSocket.open(address, backlog: options.backlog, reusePort: false, noDelay: options.connection.noDelay))
+            sockets.append(try ListeningSocket.open(address, options: options, reusePort: false))
         }
         let sinks = loops.map { AcceptSink(loop: $0, options: options.connection) }
         let bound = loops.map { LoopBound<Listener?>(nil, on: $0) }
