@@ -454,3 +454,29 @@ extension TCPConnectionTests {
         pipe.close()
     }
 }
+
+extension TCPConnectionTests {
+    @Test("steady-state request/response traffic reuses pooled buffers: no new buffer is allocated")
+    func steadyStateReusesPooledBuffers() throws {
+        let group = try EventLoopGroup(loopCount: 1)
+        defer { group.shutdown() }
+        let loop = group.loops[0]
+        let stats = EchoStats()
+        let server = try startEchoServer(on: group, stats: stats)
+        let client = try TestSocket(port: server.localAddress.port)
+        let message = Array(repeating: UInt8(ascii: "a"), count: 64)
+        for _ in 0 ..< 100 {
+            try client.send(message)
+            _ = try client.receive(exactly: message.count)
+        }
+        let before = try onLoop(loop) { loop.bufferPool.allocations }
+        for _ in 0 ..< 1_000 {
+            try client.send(message)
+            _ = try client.receive(exactly: message.count)
+        }
+        let after = try onLoop(loop) { (loop.bufferPool.allocations, loop.bufferPool.freeCount) }
+        #expect(after.0 == before)
+        // Between requests the idle connection holds no buffer: it is back in the pool.
+        #expect(after.1 >= 1)
+    }
+}

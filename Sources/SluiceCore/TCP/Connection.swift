@@ -198,14 +198,14 @@ public final class Connection: EventLoopHandler {
     private func readInput() {
         var reads = 0
         while state == .open && !readingPaused && !isInputClosed {
-            guard let buffer = prepareInput() else {
+            guard prepareInput() else {
                 close(error: .inputLimitExceeded)
                 return
             }
-            let space = buffer.capacity - buffer.count
             let result: IOResult
+            let space: Int
             do {
-                result = try Syscall.read(fileDescriptor, into: buffer, at: buffer.count, count: space)
+                (result, space) = try readOnce()
             } catch {
                 close(error: .syscall(error))
                 return
@@ -222,7 +222,6 @@ public final class Connection: EventLoopHandler {
                 closeIfFinished()
                 return
             case .processed(let n):
-                buffer.count += n
                 noteProgress()
                 // A short read drained the socket; the next edge reports new data. After the peer
                 // shut down, read on to collect the 0 that reports EOF.
@@ -241,6 +240,17 @@ public final class Connection: EventLoopHandler {
         releaseInputIfConsumed()
     }
 
+    /// One read into the free tail of `input` (which `prepareInput` made non-nil). Kept separate so
+    /// no local reference to the buffer outlives the read: the pool's uniqueness check must see only
+    /// `input` when the buffer is released.
+    private func readOnce() throws(SyscallError) -> (IOResult, Int) {
+        guard let buffer = input else { return (.wouldBlock, 0) }
+        let space = buffer.capacity - buffer.count
+        let result = try Syscall.read(fileDescriptor, into: buffer, at: buffer.count, count: space)
+        if case .processed(let n) = result { buffer.count += n }
+        return (result, space)
+    }
+
     private func deliverInput() {
         guard let buffer = input, inputStart < buffer.count else { return }
         guard let delegate else {
@@ -254,53 +264,56 @@ public final class Connection: EventLoopHandler {
         inputStart += consumed
     }
 
-    /// A buffer with free space for the next read, or nil when the input limit is reached.
+    /// Makes `input` a buffer with free space for the next read; false when the input limit is reached.
     ///
     /// Bytes below `count` are never rewritten while anyone else references the buffer (a slice of
     /// it queued on some connection); reading into the free tail after `count` is always allowed, so a
-    /// shared buffer keeps filling until its end before a new one is taken from the pool.
-    private func prepareInput() -> IOBuffer? {
-        guard input != nil else {
-            input = loop.bufferPool.take()
+    /// shared buffer keeps filling until its end before a new one is taken from the pool. No local
+    /// reference to the buffer is held here, so uniqueness checks and recycling see the true count.
+    private func prepareInput() -> Bool {
+        let pool = loop.bufferPool
+        if input == nil {
+            input = pool.take()
             inputStart = 0
-            return input
+            return true
         }
         let unique = isKnownUniquelyReferenced(&input!)
-        guard let buffer = input else { return nil }
-        let unconsumed = buffer.count - inputStart
+        let count = input!.count
+        let capacity = input!.capacity
+        let unconsumed = count - inputStart
         if unconsumed == 0 && unique {
-            if buffer.capacity != loop.bufferPool.bufferSize {
+            if capacity != pool.bufferSize {
                 // A grown buffer goes back to normal size once drained.
                 input = nil
-                input = loop.bufferPool.take()
+                input = pool.take()
             } else {
-                buffer.clear()
+                input!.clear()
             }
             inputStart = 0
-            return input
+            return true
         }
         // Keep reads large enough that a short read reliably means "drained", not "buffer full".
-        let minimumSpace = min(4096, buffer.capacity / 4)
-        if buffer.freeCapacity >= minimumSpace { return buffer }
+        let minimumSpace = min(4096, capacity / 4)
+        if capacity - count >= minimumSpace { return true }
         let needed = unconsumed + minimumSpace
-        if unique && inputStart > 0 && needed <= buffer.capacity {
-            buffer.moveToFront(inputStart ..< buffer.count)
+        if unique && inputStart > 0 && needed <= capacity {
+            input!.moveToFront(inputStart ..< count)
             inputStart = 0
-            return buffer
+            return true
         }
-        var capacity = loop.bufferPool.bufferSize
-        while capacity < needed { capacity *= 2 }
-        if capacity > options.maxInputBytes {
-            capacity = max(options.maxInputBytes, loop.bufferPool.bufferSize)
-            if unconsumed >= capacity { return nil }
+        var newCapacity = pool.bufferSize
+        while newCapacity < needed { newCapacity *= 2 }
+        if newCapacity > options.maxInputBytes {
+            newCapacity = max(options.maxInputBytes, pool.bufferSize)
+            if unconsumed >= newCapacity { return false }
         }
-        let replacement = capacity == loop.bufferPool.bufferSize ? loop.bufferPool.take() : IOBuffer(capacity: capacity)
-        if unconsumed > 0 { replacement.append(buffer, range: inputStart ..< buffer.count) }
+        let replacement = newCapacity == pool.bufferSize ? pool.take() : IOBuffer(capacity: newCapacity)
+        if unconsumed > 0 { replacement.append(input!, range: inputStart ..< count) }
         var old = input
         input = replacement
         inputStart = 0
-        loop.bufferPool.recycle(&old)
-        return replacement
+        pool.recycle(&old)
+        return true
     }
 
     /// Gives the input buffer back when everything in it was consumed, so an idle connection holds
@@ -309,8 +322,8 @@ public final class Connection: EventLoopHandler {
     private func releaseInputIfConsumed() {
         guard input != nil else { return }
         let unique = isKnownUniquelyReferenced(&input!)
-        guard let buffer = input, inputStart == buffer.count else { return }
-        if !unique && buffer.freeCapacity >= min(4096, buffer.capacity / 4) { return }
+        guard inputStart == input!.count else { return }
+        if !unique && input!.freeCapacity >= min(4096, input!.capacity / 4) { return }
         inputStart = 0
         loop.bufferPool.recycle(&input)
     }
