@@ -43,9 +43,19 @@ let package = Package(
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // A child process for the EventLoop/TCP tests (fd limits, signals, fd-table checks).
+        .executableTarget(
+            name: "foundation-test-helper",
+            dependencies: [
+                "SluiceCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/FoundationTestHelper",
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .testTarget(
             name: "SluiceCoreTests",
-            dependencies: ["SluiceCore"],
+            dependencies: ["SluiceCore", "foundation-test-helper"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
     ]

@@ -1,26 +1,45 @@
 // swift-tools-version: 6.2
-// Sluice benchmarks: a separate package so `swift test` never builds benchmark dependencies.
-// Run from this folder: swift package benchmark (see BENCHMARKS.md for the recorded runs).
+// Sluice benchmarks: a separate package so `swift test` at the root never builds benchmark code.
+// Each target names the peer it is compared with; recorded runs live in ../BENCHMARKS.md.
 import PackageDescription
+
+let benchmarkSettings: [SwiftSetting] = [.swiftLanguageMode(.v6)]
 
 let package = Package(
     name: "SluiceBenchmarks",
-    platforms: [.macOS(.v14)],
     dependencies: [
         .package(name: "Sluice", path: ".."),
-        .package(url: "https://github.com/ordo-one/package-benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
+        // The EventLoop/TCP foundation serving a fixed HTTP reply; wrk drives it against nginx
+        // `return 200` (scripts/bench-loop).
+        .executableTarget(
+            name: "FixedReplyServer",
+            dependencies: [.product(name: "SluiceCore", package: "Sluice")],
+            swiftSettings: benchmarkSettings
+        ),
+        // Mallocs per loopback round trip on the foundation (ordo-one/benchmark's malloc counter).
+        .executableTarget(
+            name: "LoopAllocations",
+            dependencies: [
+                .product(name: "SluiceCore", package: "Sluice"),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/LoopAllocations",
+            swiftSettings: benchmarkSettings,
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
         // The KPA decision maths for 10,000 revisions (no peer: Knative's Go autoscaler is not built here).
         .executableTarget(
             name: "KPADecisions",
             dependencies: [
                 .product(name: "SluiceCore", package: "Sluice"),
-                .product(name: "Benchmark", package: "package-benchmark"),
+                .product(name: "Benchmark", package: "benchmark"),
             ],
             path: "Benchmarks/KPADecisions",
-            swiftSettings: [.swiftLanguageMode(.v6)],
-            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+            swiftSettings: benchmarkSettings,
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
     ]
 )
