@@ -37,10 +37,18 @@ enum CharacterClass {
         return t
     }()
 
-    @inline(__always) static func isToken(_ b: UInt8) -> Bool { table[Int(b)] & token != 0 }
-    @inline(__always) static func isHex(_ b: UInt8) -> Bool { table[Int(b)] & hex != 0 }
-    @inline(__always) static func isQuotedText(_ b: UInt8) -> Bool { table[Int(b)] & quotedText != 0 }
-    @inline(__always) static func isFieldValue(_ b: UInt8) -> Bool { table[Int(b)] & fieldValue != 0 }
+    /// The same table at a fixed address for the scanning core: allocated once, never freed, never
+    /// written after initialisation, so reading it from any thread is safe and costs no retain.
+    nonisolated(unsafe) static let pointer: UnsafePointer<UInt8> = {
+        let memory = UnsafeMutablePointer<UInt8>.allocate(capacity: 256)
+        unsafe memory.initialize(from: table, count: 256)
+        return unsafe UnsafePointer(memory)
+    }()
+
+    @inline(__always) static func isToken(_ b: UInt8) -> Bool { unsafe pointer[Int(b)] & token != 0 }
+    @inline(__always) static func isHex(_ b: UInt8) -> Bool { unsafe pointer[Int(b)] & hex != 0 }
+    @inline(__always) static func isQuotedText(_ b: UInt8) -> Bool { unsafe pointer[Int(b)] & quotedText != 0 }
+    @inline(__always) static func isFieldValue(_ b: UInt8) -> Bool { unsafe pointer[Int(b)] & fieldValue != 0 }
 
     @inline(__always) static func hexValue(_ b: UInt8) -> UInt64 {
         if b <= 0x39 { return UInt64(b &- 0x30) }

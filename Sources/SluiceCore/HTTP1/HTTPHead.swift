@@ -191,23 +191,34 @@ public struct HTTPHead: Sendable {
 
     // What the server and proxy need without rescanning.
     public internal(set) var framing: HTTPBodyFraming = .none
+    /// The yes/no facts below, one bit each, written once per head.
+    var flagBits: UInt8 = 0
+    static let keepAliveBit: UInt8 = 1
+    static let expectsContinueBit: UInt8 = 2
+    static let unsupportedExpectationBit: UInt8 = 4
+    static let upgradeBit: UInt8 = 8
+    static let connectionUpgradeBit: UInt8 = 16
+    static let connectionCloseBit: UInt8 = 32
+    static let codingsBeforeChunkedBit: UInt8 = 64
+    static let repeatedContentLengthBit: UInt8 = 128
+
     /// Whether the connection may carry another message after this one (RFC 9112 §9.3).
-    public internal(set) var keepAlive: Bool = true
+    public var keepAlive: Bool { flagBits & HTTPHead.keepAliveBit != 0 }
     /// An HTTP/1.1 request with `Expect: 100-continue`.
-    public internal(set) var expectsContinue: Bool = false
+    public var expectsContinue: Bool { flagBits & HTTPHead.expectsContinueBit != 0 }
     /// An Expect value other than 100-continue (a server may answer 417).
-    public internal(set) var hasUnsupportedExpectation: Bool = false
+    public var hasUnsupportedExpectation: Bool { flagBits & HTTPHead.unsupportedExpectationBit != 0 }
     /// The message has an Upgrade field.
-    public internal(set) var hasUpgrade: Bool = false
+    public var hasUpgrade: Bool { flagBits & HTTPHead.upgradeBit != 0 }
     /// Connection lists the `upgrade` option.
-    public internal(set) var connectionUpgrade: Bool = false
+    public var connectionUpgrade: Bool { flagBits & HTTPHead.connectionUpgradeBit != 0 }
     /// Connection lists `close`.
-    public internal(set) var connectionClose: Bool = false
+    public var connectionClose: Bool { flagBits & HTTPHead.connectionCloseBit != 0 }
     /// Transfer-Encoding lists codings other than the final `chunked` (only possible for responses,
     /// or for requests when `rejectTransferCodingsOtherThanChunked` is off).
-    public internal(set) var hasTransferCodingsBeforeChunked: Bool = false
+    public var hasTransferCodingsBeforeChunked: Bool { flagBits & HTTPHead.codingsBeforeChunkedBit != 0 }
     /// More than one Content-Length value (identical, so accepted): a proxy forwards only one.
-    public internal(set) var hasRepeatedContentLength: Bool = false
+    public var hasRepeatedContentLength: Bool { flagBits & HTTPHead.repeatedContentLengthBit != 0 }
     /// The Host value (trimmed), when a Host line exists.
     public internal(set) var host: Range<Int>? = nil
 

@@ -66,19 +66,167 @@ extension HTTPHead {
         }
         let n = buffer.count
         guard let p = buffer.baseAddress, n > 0 else { return .incomplete }
-        let end = min(n, limits.maxHeadBytes)
-        let maxFields = limits.maxFieldCount
-        var phase = scan.phase
-        var pos = scan.position
-        var lineStart = scan.lineStart
-        var mark = scan.mark
-        var mark2 = scan.mark2
-        var knownMask = scan.knownMask
-        var lineLimit = Int.max
         // Invariant for every `p[i]` below: i < end <= n or i < window <= end (checked just before).
-        return unsafe CharacterClass.table.withUnsafeBufferPointer { tableBuffer -> HTTPParseResult in
-            // Invariant: the table has 256 entries, so any UInt8 index is in bounds.
-            let table = unsafe tableBuffer.baseAddress.unsafelyUnwrapped
+        // Invariant: the table has 256 entries, so any UInt8 index is in bounds.
+        let table = unsafe CharacterClass.pointer
+        do {
+            // Take the field storage out of `self` while scanning so it is written through a pointer
+            // without a uniqueness check per field; `[]` is the shared empty array, so this allocates
+            // nothing, and the storage goes back before anything else reads it.
+            var fields: [HTTPField] = []
+            swap(&fields, &storage)
+            let result = unsafe fields.withUnsafeMutableBufferPointer { fieldBuffer -> HTTPParseResult in
+                // Invariant: fieldBuffer.count == limits.maxFieldCount; the scanner writes index
+                // fieldCount only after checking fieldCount < maxFieldCount.
+                // A whole request head on the first call takes the straight-line path; anything it
+                // does not accept (errors, partial input, leading CRLFs) is decided by scanLines.
+                if isRequest && self.scan.phase == .begin,
+                   let fieldPointer = fieldBuffer.baseAddress,
+                   unsafe self.scanWholeRequest(p, n: n, table: table, fields: fieldPointer) {
+                    return unsafe self.finishHead(p, table: table, fields: fieldPointer, requestMethod: requestMethod)
+                }
+                let scanned = unsafe self.scanLines(p, n: n, table: table, fields: fieldBuffer.baseAddress, isRequest: isRequest)
+                guard case .complete = scanned, let fieldPointer = fieldBuffer.baseAddress else { return scanned }
+                return unsafe self.finishHead(p, table: table, fields: fieldPointer, requestMethod: requestMethod)
+            }
+            swap(&fields, &storage)
+            return result
+        }
+    }
+
+    /// Straight-line scan of a complete, valid request head. Returns false, having changed nothing
+    /// that scanLines relies on, at the first byte it does not accept, so that scanLines decides;
+    /// every check here is one scanLines makes, so both accept exactly the same heads.
+    @unsafe
+    private mutating func scanWholeRequest(
+        _ p: UnsafePointer<UInt8>, n: Int, table: UnsafePointer<UInt8>, fields: UnsafeMutablePointer<HTTPField>
+    ) -> Bool {
+        // Invariant: every read is at an index below `end` or `lineEnd` (<= end <= n), checked first.
+        let end = min(n, limits.maxHeadBytes)
+        let lineEnd = min(end, limits.maxStartLineBytes)
+        var pos = 0
+        while pos < lineEnd, unsafe table[Int(p[pos])] & CharacterClass.token != 0 { pos += 1 }
+        guard pos > 0, pos < lineEnd, unsafe p[pos] == ASCII.sp else { return false }
+        let methodEnd = pos
+        pos += 1
+        let targetStart = pos
+        while pos + 4 <= lineEnd {
+            let ok = unsafe table[Int(p[pos])] & table[Int(p[pos + 1])] & table[Int(p[pos + 2])] & table[Int(p[pos + 3])]
+            if ok & CharacterClass.target == 0 { break }
+            pos += 4
+        }
+        while pos < lineEnd, unsafe table[Int(p[pos])] & CharacterClass.target != 0 { pos += 1 }
+        guard pos > targetStart, pos + 11 <= lineEnd, unsafe p[pos] == ASCII.sp else { return false }
+        let targetEnd = pos
+        let word = unsafe UnsafeRawPointer(p + pos + 1).loadUnaligned(as: UInt64.self)
+        let parsedVersion: HTTPVersion
+        if word == 0x312e_312f_5054_5448 { parsedVersion = .http11 }
+        else if word == 0x302e_312f_5054_5448 { parsedVersion = .http10 }
+        else { return false }
+        guard unsafe p[pos + 9] == ASCII.cr && p[pos + 10] == ASCII.lf else { return false }
+        pos += 11
+        method = unsafe HTTPHead.knownMethod(p, methodEnd)
+        version = parsedVersion
+        methodRange = 0..<methodEnd
+        target = targetStart..<targetEnd
+        startLine = 0..<pos
+        guard unsafe classifyTarget(p, table) == nil else { return false }
+
+        let maxFields = limits.maxFieldCount
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        var count = 0
+        var mask: UInt32 = 0
+        while true {
+            guard pos + 1 < end else { return false }
+            if unsafe p[pos] == ASCII.cr {
+                guard unsafe p[pos + 1] == ASCII.lf else { return false }
+                headLength = pos + 2
+                fieldCount = count
+                scan.knownMask = mask
+                return true
+            }
+            guard count < maxFields else { return false }
+            let lineStart = pos
+            while pos + 4 <= end {
+                let ok = unsafe table[Int(p[pos])] & table[Int(p[pos + 1])] & table[Int(p[pos + 2])] & table[Int(p[pos + 3])]
+                if ok & CharacterClass.token == 0 { break }
+                pos += 4
+            }
+            while pos < end, unsafe table[Int(p[pos])] & CharacterClass.token != 0 { pos += 1 }
+            guard pos > lineStart, pos < end, unsafe p[pos] == ASCII.colon else { return false }
+            let colon = pos
+            var q = pos + 1
+            // Find the CR that ends the value, as in scanLines' .value phase.
+            while true {
+                while q + 16 <= end {
+                    let w1 = unsafe UnsafeRawPointer(p + q).loadUnaligned(as: UInt64.self)
+                    let w2 = unsafe UnsafeRawPointer(p + q + 8).loadUnaligned(as: UInt64.self)
+                    let x1 = w1 ^ (ones &* 0x7F)
+                    let x2 = w2 ^ (ones &* 0x7F)
+                    let flagged = ((w1 &- ones &* 0x20) & ~w1) | ((x1 &- ones) & ~x1)
+                        | ((w2 &- ones &* 0x20) & ~w2) | ((x2 &- ones) & ~x2)
+                    if flagged & highs != 0 { break }
+                    q += 16
+                }
+                var located = false
+                while q + 8 <= end {
+                    let w = unsafe UnsafeRawPointer(p + q).loadUnaligned(as: UInt64.self)
+                    let x = w ^ (ones &* 0x7F)
+                    let m = (((w &- ones &* 0x20) & ~w) | ((x &- ones) & ~x)) & highs
+                    if m != 0 {
+                        q += m.littleEndian.trailingZeroBitCount >> 3
+                        located = true
+                        break
+                    }
+                    q += 8
+                }
+                if !located {
+                    while q < end {
+                        let c = unsafe p[q]
+                        if c < 0x20 || c == 0x7F { break }
+                        q += 1
+                    }
+                }
+                guard q < end else { return false }
+                if unsafe p[q] == ASCII.htab { q += 1; continue }
+                break
+            }
+            guard unsafe p[q] == ASCII.cr, q + 1 < end, unsafe p[q + 1] == ASCII.lf else { return false }
+            var vs = colon + 1
+            while vs < q, unsafe p[vs] == ASCII.sp || p[vs] == ASCII.htab { vs += 1 }
+            var ve = q
+            while ve > vs, unsafe p[ve - 1] == ASCII.sp || p[ve - 1] == ASCII.htab { ve -= 1 }
+            let known = unsafe HTTPHead.classifyName(p + lineStart, colon - lineStart)
+            mask |= 1 << UInt32(known)
+            unsafe fields[count] = HTTPField(
+                lineStart: UInt32(truncatingIfNeeded: lineStart),
+                nameLength: UInt32(truncatingIfNeeded: colon - lineStart),
+                valueStart: UInt32(truncatingIfNeeded: vs),
+                valueLength: UInt32(truncatingIfNeeded: ve - vs),
+                lineLength: UInt32(truncatingIfNeeded: q + 2 - lineStart),
+                knownRaw: known, flags: 0)
+            count += 1
+            pos = q + 2
+        }
+    }
+
+    /// The scanning state machine proper; `.complete` here means the empty line was found and the
+    /// semantic checks are still to run.
+    @unsafe
+    private mutating func scanLines(
+        _ p: UnsafePointer<UInt8>, n: Int, table: UnsafePointer<UInt8>, fields: UnsafeMutablePointer<HTTPField>?,
+        isRequest: Bool
+    ) -> HTTPParseResult {
+            let end = min(n, limits.maxHeadBytes)
+            let maxFields = limits.maxFieldCount
+            var phase = scan.phase
+            var pos = scan.position
+            var lineStart = scan.lineStart
+            var mark = scan.mark
+            var mark2 = scan.mark2
+            var knownMask = scan.knownMask
+            var lineLimit = Int.max
 
             // Classifies an unexpected byte at `i` (< window). CR needs the next byte to tell a bare CR
             // from a CRLF in the wrong place; when it is not readable yet the caller suspends.
@@ -169,6 +317,31 @@ extension HTTPHead {
                     let window = min(end, lineLimit)
                     let versionStart = phase == .version ? mark2 + 1 : lineStart
                     let isRequestLine = phase == .version
+                    // Fast path: the whole "HTTP/1.x" CRLF (or SP) is readable; one load decides.
+                    if pos == versionStart && pos + 10 <= window {
+                        // Invariant: pos + 10 <= window <= n.
+                        let word = unsafe UnsafeRawPointer(p + pos).loadUnaligned(as: UInt64.self)
+                        let known: HTTPVersion? = word == 0x312e_312f_5054_5448 ? .http11 : word == 0x302e_312f_5054_5448 ? .http10 : nil
+                        if let known {
+                            if isRequestLine, unsafe p[pos + 8] == ASCII.cr && p[pos + 9] == ASCII.lf {
+                                version = known
+                                pos += 10
+                                startLine = lineStart..<pos
+                                methodRange = lineStart..<mark
+                                target = (mark + 1)..<mark2
+                                if let e = unsafe classifyTarget(p, table) { return fail(e, mark + 1) }
+                                phase = .lineStart
+                                continue
+                            }
+                            if !isRequestLine, unsafe p[pos + 8] == ASCII.sp {
+                                version = known
+                                pos += 9
+                                mark = pos
+                                phase = .statusCode
+                                continue
+                            }
+                        }
+                    }
                     while pos < window {
                         let i = pos - versionStart
                         let b = unsafe p[pos]
@@ -304,7 +477,8 @@ extension HTTPHead {
                         if unsafe p[pos + 1] != ASCII.lf { return fail(.bareCarriageReturn, pos) }
                         headLength = pos + 2
                         scan.phase = .done
-                        return unsafe finishHead(p, knownMask: knownMask, requestMethod: requestMethod)
+                        scan.knownMask = knownMask
+                        return .complete(headLength)
                     }
                     if b == ASCII.lf { return fail(.bareLineFeed, pos) }
                     if b == ASCII.sp || b == ASCII.htab {
@@ -315,6 +489,12 @@ extension HTTPHead {
                     phase = .name
 
                 case .name:
+                    while pos + 4 <= end {
+                        let ok = unsafe table[Int(p[pos])] & table[Int(p[pos + 1])]
+                            & table[Int(p[pos + 2])] & table[Int(p[pos + 3])] & CharacterClass.token
+                        if ok == 0 { break }
+                        pos += 4
+                    }
                     while pos < end, unsafe table[Int(p[pos])] & CharacterClass.token != 0 { pos += 1 }
                     if pos >= end {
                         return suspend(.name, pos, lineStart, 0, 0, need: pos, lineLimit: .max, knownMask: knownMask)
@@ -341,6 +521,18 @@ extension HTTPHead {
                     let highs: UInt64 = 0x8080_8080_8080_8080
                     var q = pos
                     var found = false
+                    // Sixteen bytes per round while no byte needs a closer look.
+                    while q + 16 <= end {
+                        // Invariant: q + 16 <= end <= n.
+                        let w1 = unsafe UnsafeRawPointer(p + q).loadUnaligned(as: UInt64.self)
+                        let w2 = unsafe UnsafeRawPointer(p + q + 8).loadUnaligned(as: UInt64.self)
+                        let x1 = w1 ^ (ones &* 0x7F)
+                        let x2 = w2 ^ (ones &* 0x7F)
+                        let flagged = ((w1 &- ones &* 0x20) & ~w1) | ((x1 &- ones) & ~x1)
+                            | ((w2 &- ones &* 0x20) & ~w2) | ((x2 &- ones) & ~x2)
+                        if flagged & highs != 0 { break }
+                        q += 16
+                    }
                     while q + 8 <= end {
                         // Invariant: q + 8 <= end <= n, so the eight bytes are inside the buffer.
                         let w = unsafe UnsafeRawPointer(p + q).loadUnaligned(as: UInt64.self)
@@ -383,7 +575,7 @@ extension HTTPHead {
                     let known = unsafe HTTPHead.classifyName(p + lineStart, mark - lineStart)
                     knownMask |= 1 << UInt32(known)
                     // Invariant: fieldCount < maxFields == storage.count (checked at .lineStart).
-                    storage[fieldCount] = HTTPField(
+                    unsafe fields.unsafelyUnwrapped[fieldCount] = HTTPField(
                             lineStart: UInt32(truncatingIfNeeded: lineStart),
                             nameLength: UInt32(truncatingIfNeeded: mark - lineStart),
                             valueStart: UInt32(truncatingIfNeeded: vs),
@@ -398,7 +590,6 @@ extension HTTPHead {
                     return .incomplete
                 }
             }
-        }
     }
 
     /// Recognises the methods the server and proxy treat specially (methods are case-sensitive).
@@ -442,29 +633,44 @@ extension HTTPHead {
         return true
     }
 
-    /// Maps a field name to the `HTTPKnownField` raw value, by length first so that most names are
-    /// dismissed with one comparison.
+    /// Maps a field name to the `HTTPKnownField` raw value: by length first, then whole words
+    /// OR-ed with 0x20. For token bytes that fold is exact against these constants: only 'A'-'Z'
+    /// fold onto letters, and only CR (never in a name) folds onto '-'.
     @unsafe @inline(__always)
     static func classifyName(_ name: UnsafePointer<UInt8>, _ length: Int) -> UInt8 {
-        // Invariant: `length` bytes at `name` are inside the buffer.
+        // Invariant: `length` bytes at `name` are inside the buffer; every load below lies within
+        // them (offsets chosen per length, overlapping where the length is not a multiple).
+        @inline(__always) func w16(_ o: Int) -> UInt16 { unsafe UnsafeRawPointer(name + o).loadUnaligned(as: UInt16.self) | 0x2020 }
+        @inline(__always) func w32(_ o: Int) -> UInt32 { unsafe UnsafeRawPointer(name + o).loadUnaligned(as: UInt32.self) | 0x2020_2020 }
+        @inline(__always) func w64(_ o: Int) -> UInt64 {
+            unsafe UnsafeRawPointer(name + o).loadUnaligned(as: UInt64.self) | 0x2020_2020_2020_2020
+        }
         let k: HTTPKnownField
         switch length {
-        case 2: k = unsafe equalsLowercase(name, "te") ? .te : .none
-        case 4: k = unsafe equalsLowercase(name, "host") ? .host : .none
-        case 6: k = unsafe equalsLowercase(name, "expect") ? .expect : .none
+        case 2: k = w16(0) == 0x6574 ? .te : .none
+        case 4: k = w32(0) == 0x7473_6f68 ? .host : .none
+        case 6: k = w32(0) == 0x6570_7865 && w32(2) == 0x7463_6570 ? .expect : .none
         case 7:
-            if unsafe equalsLowercase(name, "upgrade") { k = .upgrade }
-            else if unsafe equalsLowercase(name, "trailer") { k = .trailer }
+            let head = w32(0), tail = w32(3)
+            if head == 0x7267_7075 && tail == 0x6564_6172 { k = .upgrade }
+            else if head == 0x6961_7274 && tail == 0x7265_6c69 { k = .trailer }
             else { k = .none }
         case 10:
-            if unsafe equalsLowercase(name, "connection") { k = .connection }
-            else if unsafe equalsLowercase(name, "keep-alive") { k = .keepAlive }
+            let head = w64(0), tail = w64(2)
+            if head == 0x6974_6365_6e6e_6f63 && tail == 0x6e6f_6974_6365_6e6e { k = .connection }
+            else if head == 0x696c_612d_7065_656b && tail == 0x6576_696c_612d_7065 { k = .keepAlive }
             else { k = .none }
-        case 14: k = unsafe equalsLowercase(name, "content-length") ? .contentLength : .none
-        case 16: k = unsafe equalsLowercase(name, "proxy-connection") ? .proxyConnection : .none
-        case 17: k = unsafe equalsLowercase(name, "transfer-encoding") ? .transferEncoding : .none
-        case 18: k = unsafe equalsLowercase(name, "proxy-authenticate") ? .proxyAuthenticate : .none
-        case 19: k = unsafe equalsLowercase(name, "proxy-authorization") ? .proxyAuthorization : .none
+        case 14: k = w64(0) == 0x2d74_6e65_746e_6f63 && w64(6) == 0x6874_676e_656c_2d74 ? .contentLength : .none
+        case 16: k = w64(0) == 0x6f63_2d79_786f_7270 && w64(8) == 0x6e6f_6974_6365_6e6e ? .proxyConnection : .none
+        case 17:
+            k = w64(0) == 0x7265_6673_6e61_7274 && w64(8) == 0x6e69_646f_636e_652d && w64(9) == 0x676e_6964_6f63_6e65
+                ? .transferEncoding : .none
+        case 18:
+            k = w64(0) == 0x7561_2d79_786f_7270 && w64(8) == 0x6163_6974_6e65_6874 && w64(10) == 0x6574_6163_6974_6e65
+                ? .proxyAuthenticate : .none
+        case 19:
+            k = w64(0) == 0x7561_2d79_786f_7270 && w64(8) == 0x7461_7a69_726f_6874 && w64(11) == 0x6e6f_6974_617a_6972
+                ? .proxyAuthorization : .none
         default: k = .none
         }
         return k.rawValue

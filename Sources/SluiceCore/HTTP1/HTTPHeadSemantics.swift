@@ -4,35 +4,48 @@
 
 extension HTTPHead {
     @unsafe
-    mutating func finishHead(_ p: UnsafePointer<UInt8>, knownMask: UInt32, requestMethod: HTTPMethod) -> HTTPParseResult {
+    mutating func finishHead(
+        _ p: UnsafePointer<UInt8>, table: UnsafePointer<UInt8>, fields: UnsafeMutablePointer<HTTPField>, requestMethod: HTTPMethod
+    ) -> HTTPParseResult {
         framing = .none
-        expectsContinue = false
-        hasUnsupportedExpectation = false
-        hasUpgrade = false
-        connectionUpgrade = false
-        connectionClose = false
-        hasTransferCodingsBeforeChunked = false
-        hasRepeatedContentLength = false
         host = nil
-
         var facts = HeadFacts()
-        if knownMask & ~UInt32(1) != 0 {
-            if let (error, offset) = unsafe collectFacts(p, &facts) {
-                scan.phase = .done
-                return .error(error, offset: offset)
+        let knownMask = scan.knownMask
+        let hostBit = UInt32(1) << UInt32(HTTPKnownField.host.rawValue)
+        if knownMask & ~(hostBit | 1) == 0 {
+            // Nothing but (perhaps) Host among the fields that matter: the common case.
+            if knownMask & hostBit != 0 && isRequest {
+                for i in 0..<fieldCount where unsafe fields[i].knownRaw == HTTPKnownField.host.rawValue {
+                    let f = unsafe fields[i]
+                    facts.hostCount += 1
+                    if facts.hostCount > 1 { return fail(.duplicateHost, Int(f.lineStart)) }
+                    let vs = Int(f.valueStart)
+                    let ve = vs + Int(f.valueLength)
+                    for j in vs..<ve where unsafe table[Int(p[j])] & CharacterClass.host == 0 {
+                        return fail(.invalidHost, j)
+                    }
+                    host = vs..<ve
+                }
             }
+            flagBits = 0
+        } else if let (error, offset) = unsafe collectFacts(p, table, fields, &facts) {
+            return fail(error, offset)
         }
         if let (error, offset) = isRequest ? requestFraming(facts) : responseFraming(facts, requestMethod) {
-            scan.phase = .done
-            return .error(error, offset: offset)
+            return fail(error, offset)
         }
         let persistent = !connectionClose && (version == .http11 || facts.connectionKeepAlive)
         switch framing {
-        case .closeDelimited, .tunnel: keepAlive = false
-        default: keepAlive = persistent
+        case .closeDelimited, .tunnel: break
+        default: if persistent { flagBits |= HTTPHead.keepAliveBit }
         }
         scan.phase = .done
         return .complete(headLength)
+    }
+
+    private mutating func fail(_ error: ParseError, _ offset: Int) -> HTTPParseResult {
+        scan.phase = .done
+        return .error(error, offset: offset)
     }
 
     private mutating func requestFraming(_ facts: HeadFacts) -> (ParseError, Int)? {
@@ -80,7 +93,9 @@ extension HTTPHead {
 
     /// Reads every recognised field once; returns the first rule broken.
     @unsafe
-    private mutating func collectFacts(_ p: UnsafePointer<UInt8>, _ facts: inout HeadFacts) -> (ParseError, Int)? {
+    private mutating func collectFacts(
+        _ p: UnsafePointer<UInt8>, _ table: UnsafePointer<UInt8>, _ fields: UnsafeMutablePointer<HTTPField>, _ facts: inout HeadFacts
+    ) -> (ParseError, Int)? {
         let count = fieldCount
         let maxOptions = limits.maxConnectionOptions
         let request = isRequest
@@ -93,8 +108,8 @@ extension HTTPHead {
         var sawOtherExpectation = false
         var sawRepeatedLength = false
         // Invariant: every stored field's ranges lie inside the complete head, inside the buffer;
-        // indices j < count <= fields.count.
-        let failure: (ParseError, Int)? = unsafe storage.withUnsafeMutableBufferPointer { fields -> (ParseError, Int)? in
+        // `fields` holds maxFieldCount records and indices j < count <= maxFieldCount.
+        let failure: (ParseError, Int)? = { () -> (ParseError, Int)? in
             for i in 0..<count {
                 let f = unsafe fields[i]
                 guard f.knownRaw != 0 else { continue }
@@ -107,11 +122,11 @@ extension HTTPHead {
                 case .transferEncoding:
                     if !facts.hasTransferEncoding { facts.transferEncodingOffset = Int(f.lineStart) }
                     facts.hasTransferEncoding = true
-                    if let e = unsafe HTTPHead.parseTransferEncoding(p, vs, ve, &facts) { return e }
+                    if let e = unsafe HTTPHead.parseTransferEncoding(p, table, vs, ve, &facts) { return e }
                 case .host where request:
                     facts.hostCount += 1
                     if facts.hostCount > 1 { return (.duplicateHost, Int(f.lineStart)) }
-                    for j in vs..<ve where unsafe CharacterClass.table[Int(p[j])] & CharacterClass.host == 0 {
+                    for j in vs..<ve where unsafe table[Int(p[j])] & CharacterClass.host == 0 {
                         return (.invalidHost, j)
                     }
                     hostRange = vs..<ve
@@ -137,25 +152,42 @@ extension HTTPHead {
                         optionStart = optionEnd + 1
                         // RFC 9110 §5.6.1: empty list elements are ignored.
                         if a == b { continue }
-                        for j in a..<b where unsafe !CharacterClass.isToken(p[j]) { return (.invalidConnectionHeader, j) }
+                        for j in a..<b where unsafe table[Int(p[j])] & CharacterClass.token == 0 { return (.invalidConnectionHeader, j) }
                         facts.connectionOptions += 1
                         if facts.connectionOptions > maxOptions { return (.tooManyConnectionOptions, a) }
                         let length = b - a
-                        if unsafe length == 5 && HTTPHead.equalsLowercase(p + a, "close") { sawClose = true }
-                        if unsafe length == 10 && HTTPHead.equalsLowercase(p + a, "keep-alive") { facts.connectionKeepAlive = true }
-                        if unsafe length == 7 && HTTPHead.equalsLowercase(p + a, "upgrade") { sawUpgradeOption = true }
+                        // The options every client sends name fields the scanner already knows, so
+                        // they are marked without comparing names.
+                        var knownOption = HTTPKnownField.none
+                        if unsafe length == 5 && HTTPHead.equalsLowercase(p + a, "close") {
+                            sawClose = true
+                            continue
+                        }
+                        if unsafe length == 10 && HTTPHead.equalsLowercase(p + a, "keep-alive") {
+                            facts.connectionKeepAlive = true
+                            knownOption = .keepAlive
+                        } else if unsafe length == 7 && HTTPHead.equalsLowercase(p + a, "upgrade") {
+                            sawUpgradeOption = true
+                            knownOption = .upgrade
+                        }
                         // Mark the nominated lines so a proxy drops them; never the ones that frame
                         // or route the message, which a forwarder must keep.
+                        let first = unsafe ASCII.lower(p[a])
                         for j in 0..<count {
                             let g = unsafe fields[j]
+                            if knownOption != .none {
+                                if g.knownRaw == knownOption.rawValue { unsafe fields[j].flags |= HTTPField.nominatedFlag }
+                                continue
+                            }
                             guard Int(g.nameLength) == length else { continue }
                             switch HTTPKnownField(rawValue: g.knownRaw) ?? .none {
                             case .contentLength, .transferEncoding, .host: continue
                             default: break
                             }
                             let gs = Int(g.lineStart)
+                            guard unsafe ASCII.lower(p[gs]) == first else { continue }
                             var same = true
-                            for k in 0..<length where unsafe ASCII.lower(p[gs + k]) != ASCII.lower(p[a + k]) {
+                            for k in 1..<length where unsafe ASCII.lower(p[gs + k]) != ASCII.lower(p[a + k]) {
                                 same = false
                                 break
                             }
@@ -167,16 +199,18 @@ extension HTTPHead {
                 }
             }
             return nil
-        }
+        }()
         if let failure { return failure }
         host = hostRange
-        hasUpgrade = sawUpgrade
-        connectionClose = sawClose
-        connectionUpgrade = sawUpgradeOption
-        expectsContinue = sawExpectContinue
-        hasUnsupportedExpectation = sawOtherExpectation
-        hasRepeatedContentLength = sawRepeatedLength
-        hasTransferCodingsBeforeChunked = facts.otherCodings
+        var bits: UInt8 = 0
+        if sawUpgrade { bits |= HTTPHead.upgradeBit }
+        if sawClose { bits |= HTTPHead.connectionCloseBit }
+        if sawUpgradeOption { bits |= HTTPHead.connectionUpgradeBit }
+        if sawExpectContinue { bits |= HTTPHead.expectsContinueBit }
+        if sawOtherExpectation { bits |= HTTPHead.unsupportedExpectationBit }
+        if sawRepeatedLength { bits |= HTTPHead.repeatedContentLengthBit }
+        if facts.otherCodings { bits |= HTTPHead.codingsBeforeChunkedBit }
+        flagBits = bits
         return nil
     }
 
@@ -209,14 +243,14 @@ extension HTTPHead {
 
     /// Transfer-Encoding = #transfer-coding; codings may carry token parameters, chunked none.
     @unsafe
-    static func parseTransferEncoding(_ p: UnsafePointer<UInt8>, _ start: Int, _ end: Int, _ facts: inout HeadFacts) -> (ParseError, Int)? {
+    static func parseTransferEncoding(_ p: UnsafePointer<UInt8>, _ table: UnsafePointer<UInt8>, _ start: Int, _ end: Int, _ facts: inout HeadFacts) -> (ParseError, Int)? {
         // Invariant: start...end is a stored value range inside the buffer.
         if start == end { return (.invalidTransferEncoding, start) }
         var i = start
         while true {
             while i < end, unsafe ASCII.isWhitespace(p[i]) { i += 1 }
             let nameStart = i
-            while i < end, unsafe CharacterClass.isToken(p[i]) { i += 1 }
+            while i < end, unsafe table[Int(p[i])] & CharacterClass.token != 0 { i += 1 }
             if i == nameStart { return (.invalidTransferEncoding, i) }
             let isChunked = unsafe i - nameStart == 7 && equalsLowercase(p + nameStart, "chunked")
             while i < end, unsafe ASCII.isWhitespace(p[i]) { i += 1 }
@@ -226,14 +260,14 @@ extension HTTPHead {
                 i += 1
                 while i < end, unsafe ASCII.isWhitespace(p[i]) { i += 1 }
                 let parameterStart = i
-                while i < end, unsafe CharacterClass.isToken(p[i]) { i += 1 }
+                while i < end, unsafe table[Int(p[i])] & CharacterClass.token != 0 { i += 1 }
                 if i == parameterStart { return (.invalidTransferEncoding, i) }
                 while i < end, unsafe ASCII.isWhitespace(p[i]) { i += 1 }
                 guard i < end, unsafe p[i] == ASCII.equals else { return (.invalidTransferEncoding, i) }
                 i += 1
                 while i < end, unsafe ASCII.isWhitespace(p[i]) { i += 1 }
                 let valueStart = i
-                while i < end, unsafe CharacterClass.isToken(p[i]) { i += 1 }
+                while i < end, unsafe table[Int(p[i])] & CharacterClass.token != 0 { i += 1 }
                 if i == valueStart { return (.invalidTransferEncoding, i) }
                 while i < end, unsafe ASCII.isWhitespace(p[i]) { i += 1 }
             }
