@@ -80,10 +80,12 @@ extension HTTPHead {
                 // fieldCount only after checking fieldCount < maxFieldCount.
                 // A whole request head on the first call takes the straight-line path; anything it
                 // does not accept (errors, partial input, leading CRLFs) is decided by scanLines.
-                if isRequest && self.scan.phase == .begin,
-                   let fieldPointer = fieldBuffer.baseAddress,
-                   unsafe self.scanWholeRequest(p, n: n, table: table, fields: fieldPointer) {
-                    return unsafe self.finishHead(p, table: table, fields: fieldPointer, requestMethod: requestMethod)
+                if isRequest && self.scan.phase == .begin, let fieldPointer = fieldBuffer.baseAddress {
+                    switch unsafe self.scanWholeRequest(p, n: n, table: table, fields: fieldPointer) {
+                    case .finished: return .complete(self.headLength)
+                    case .scanned: return unsafe self.finishHead(p, table: table, fields: fieldPointer, requestMethod: requestMethod)
+                    case .declined: break
+                    }
                 }
                 let scanned = unsafe self.scanLines(p, n: n, table: table, fields: fieldBuffer.baseAddress, isRequest: isRequest)
                 guard case .complete = scanned, let fieldPointer = fieldBuffer.baseAddress else { return scanned }
@@ -97,16 +99,18 @@ extension HTTPHead {
     /// Straight-line scan of a complete, valid request head. Returns false, having changed nothing
     /// that scanLines relies on, at the first byte it does not accept, so that scanLines decides;
     /// every check here is one scanLines makes, so both accept exactly the same heads.
+    enum WholeScan { case declined, scanned, finished }
+
     @unsafe
     private mutating func scanWholeRequest(
         _ p: UnsafePointer<UInt8>, n: Int, table: UnsafePointer<UInt8>, fields: UnsafeMutablePointer<HTTPField>
-    ) -> Bool {
+    ) -> WholeScan {
         // Invariant: every read is at an index below `end` or `lineEnd` (<= end <= n), checked first.
         let end = min(n, limits.maxHeadBytes)
         let lineEnd = min(end, limits.maxStartLineBytes)
         var pos = 0
         while pos < lineEnd, unsafe table[Int(p[pos])] & CharacterClass.token != 0 { pos += 1 }
-        guard pos > 0, pos < lineEnd, unsafe p[pos] == ASCII.sp else { return false }
+        guard pos > 0, pos < lineEnd, unsafe p[pos] == ASCII.sp else { return .declined }
         let methodEnd = pos
         pos += 1
         let targetStart = pos
@@ -116,37 +120,48 @@ extension HTTPHead {
             pos += 4
         }
         while pos < lineEnd, unsafe table[Int(p[pos])] & CharacterClass.target != 0 { pos += 1 }
-        guard pos > targetStart, pos + 11 <= lineEnd, unsafe p[pos] == ASCII.sp else { return false }
+        guard pos > targetStart, pos + 11 <= lineEnd, unsafe p[pos] == ASCII.sp else { return .declined }
         let targetEnd = pos
         let word = unsafe UnsafeRawPointer(p + pos + 1).loadUnaligned(as: UInt64.self)
         let parsedVersion: HTTPVersion
         if word == 0x312e_312f_5054_5448 { parsedVersion = .http11 }
         else if word == 0x302e_312f_5054_5448 { parsedVersion = .http10 }
-        else { return false }
-        guard unsafe p[pos + 9] == ASCII.cr && p[pos + 10] == ASCII.lf else { return false }
+        else { return .declined }
+        guard unsafe p[pos + 9] == ASCII.cr && p[pos + 10] == ASCII.lf else { return .declined }
         pos += 11
         method = unsafe HTTPHead.knownMethod(p, methodEnd)
         version = parsedVersion
         methodRange = 0..<methodEnd
         target = targetStart..<targetEnd
         startLine = 0..<pos
-        guard unsafe classifyTarget(p, table) == nil else { return false }
+        guard unsafe classifyTarget(p, table) == nil else { return .declined }
 
         let maxFields = limits.maxFieldCount
         let ones: UInt64 = 0x0101_0101_0101_0101
         let highs: UInt64 = 0x8080_8080_8080_8080
         var count = 0
         var mask: UInt32 = 0
+        var hostCount = 0
+        var hostRange = 0..<0
         while true {
-            guard pos + 1 < end else { return false }
+            guard pos + 1 < end else { return .declined }
             if unsafe p[pos] == ASCII.cr {
-                guard unsafe p[pos + 1] == ASCII.lf else { return false }
+                guard unsafe p[pos + 1] == ASCII.lf else { return .declined }
                 headLength = pos + 2
                 fieldCount = count
                 scan.knownMask = mask
-                return true
+                // Nothing but one valid Host among the fields that matter (the common case): decide
+                // here what finishHead would, without a second pass over the fields.
+                let hostBit = UInt32(1) << UInt32(HTTPKnownField.host.rawValue)
+                guard mask & ~(hostBit | 1) == 0 else { return .scanned }
+                if hostCount > 1 || (hostCount == 0 && version == .http11) { return .scanned }
+                host = hostCount == 0 ? nil : hostRange
+                framing = method == .connect ? .tunnel : .none
+                flagBits = method != .connect && version == .http11 ? HTTPHead.keepAliveBit : 0
+                scan.phase = .done
+                return .finished
             }
-            guard count < maxFields else { return false }
+            guard count < maxFields else { return .declined }
             let lineStart = pos
             while pos + 4 <= end {
                 let ok = unsafe table[Int(p[pos])] & table[Int(p[pos + 1])] & table[Int(p[pos + 2])] & table[Int(p[pos + 3])]
@@ -154,7 +169,7 @@ extension HTTPHead {
                 pos += 4
             }
             while pos < end, unsafe table[Int(p[pos])] & CharacterClass.token != 0 { pos += 1 }
-            guard pos > lineStart, pos < end, unsafe p[pos] == ASCII.colon else { return false }
+            guard pos > lineStart, pos < end, unsafe p[pos] == ASCII.colon else { return .declined }
             let colon = pos
             var q = pos + 1
             // Find the CR that ends the value, as in scanLines' .value phase.
@@ -188,17 +203,24 @@ extension HTTPHead {
                         q += 1
                     }
                 }
-                guard q < end else { return false }
+                guard q < end else { return .declined }
                 if unsafe p[q] == ASCII.htab { q += 1; continue }
                 break
             }
-            guard unsafe p[q] == ASCII.cr, q + 1 < end, unsafe p[q + 1] == ASCII.lf else { return false }
+            guard unsafe p[q] == ASCII.cr, q + 1 < end, unsafe p[q + 1] == ASCII.lf else { return .declined }
             var vs = colon + 1
+            if vs < q, unsafe p[vs] == ASCII.sp { vs += 1 }
             while vs < q, unsafe p[vs] == ASCII.sp || p[vs] == ASCII.htab { vs += 1 }
             var ve = q
             while ve > vs, unsafe p[ve - 1] == ASCII.sp || p[ve - 1] == ASCII.htab { ve -= 1 }
             let known = unsafe HTTPHead.classifyName(p + lineStart, colon - lineStart)
             mask |= 1 << UInt32(known)
+            if known == HTTPKnownField.host.rawValue {
+                // Duplicate or invalid Host: let finishHead report it.
+                hostCount += 1
+                for j in vs..<ve where unsafe table[Int(p[j])] & CharacterClass.host == 0 { hostCount = 2 }
+                hostRange = vs..<ve
+            }
             unsafe fields[count] = HTTPField(
                 lineStart: UInt32(truncatingIfNeeded: lineStart),
                 nameLength: UInt32(truncatingIfNeeded: colon - lineStart),
