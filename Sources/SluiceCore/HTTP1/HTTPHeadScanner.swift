@@ -106,29 +106,30 @@ extension HTTPHead {
         _ p: UnsafePointer<UInt8>, n: Int, table: UnsafePointer<UInt8>, fields: UnsafeMutablePointer<HTTPField>
     ) -> WholeScan {
         // Invariant: every read is at an index below `end` or `lineEnd` (<= end <= n), checked first.
+        // Positions stay below n, so wrapping arithmetic never wraps.
         let end = min(n, limits.maxHeadBytes)
         let lineEnd = min(end, limits.maxStartLineBytes)
         var pos = 0
-        while pos < lineEnd, unsafe table[Int(p[pos])] & CharacterClass.token != 0 { pos += 1 }
+        while pos < lineEnd, unsafe table[Int(p[pos])] & CharacterClass.token != 0 { pos &+= 1 }
         guard pos > 0, pos < lineEnd, unsafe p[pos] == ASCII.sp else { return .declined }
         let methodEnd = pos
-        pos += 1
+        pos &+= 1
         let targetStart = pos
-        while pos + 4 <= lineEnd {
-            let ok = unsafe table[Int(p[pos])] & table[Int(p[pos + 1])] & table[Int(p[pos + 2])] & table[Int(p[pos + 3])]
+        while pos &+ 4 <= lineEnd {
+            let ok = unsafe table[Int(p[pos])] & table[Int(p[pos &+ 1])] & table[Int(p[pos &+ 2])] & table[Int(p[pos &+ 3])]
             if ok & CharacterClass.target == 0 { break }
-            pos += 4
+            pos &+= 4
         }
-        while pos < lineEnd, unsafe table[Int(p[pos])] & CharacterClass.target != 0 { pos += 1 }
-        guard pos > targetStart, pos + 11 <= lineEnd, unsafe p[pos] == ASCII.sp else { return .declined }
+        while pos < lineEnd, unsafe table[Int(p[pos])] & CharacterClass.target != 0 { pos &+= 1 }
+        guard pos > targetStart, pos &+ 11 <= lineEnd, unsafe p[pos] == ASCII.sp else { return .declined }
         let targetEnd = pos
-        let word = unsafe UnsafeRawPointer(p + pos + 1).loadUnaligned(as: UInt64.self)
+        let word = unsafe UnsafeRawPointer(p + (pos &+ 1)).loadUnaligned(as: UInt64.self)
         let parsedVersion: HTTPVersion
         if word == 0x312e_312f_5054_5448 { parsedVersion = .http11 }
         else if word == 0x302e_312f_5054_5448 { parsedVersion = .http10 }
         else { return .declined }
-        guard unsafe p[pos + 9] == ASCII.cr && p[pos + 10] == ASCII.lf else { return .declined }
-        pos += 11
+        guard unsafe p[pos &+ 9] == ASCII.cr && p[pos &+ 10] == ASCII.lf else { return .declined }
+        pos &+= 11
         method = unsafe HTTPHead.knownMethod(p, methodEnd)
         version = parsedVersion
         methodRange = 0..<methodEnd
@@ -144,10 +145,10 @@ extension HTTPHead {
         var hostCount = 0
         var hostRange = 0..<0
         while true {
-            guard pos + 1 < end else { return .declined }
+            guard pos &+ 1 < end else { return .declined }
             if unsafe p[pos] == ASCII.cr {
-                guard unsafe p[pos + 1] == ASCII.lf else { return .declined }
-                headLength = pos + 2
+                guard unsafe p[pos &+ 1] == ASCII.lf else { return .declined }
+                headLength = pos &+ 2
                 fieldCount = count
                 scan.knownMask = mask
                 // Nothing but one valid Host among the fields that matter (the common case): decide
@@ -163,73 +164,73 @@ extension HTTPHead {
             }
             guard count < maxFields else { return .declined }
             let lineStart = pos
-            while pos + 4 <= end {
-                let ok = unsafe table[Int(p[pos])] & table[Int(p[pos + 1])] & table[Int(p[pos + 2])] & table[Int(p[pos + 3])]
+            while pos &+ 4 <= end {
+                let ok = unsafe table[Int(p[pos])] & table[Int(p[pos &+ 1])] & table[Int(p[pos &+ 2])] & table[Int(p[pos &+ 3])]
                 if ok & CharacterClass.token == 0 { break }
-                pos += 4
+                pos &+= 4
             }
-            while pos < end, unsafe table[Int(p[pos])] & CharacterClass.token != 0 { pos += 1 }
+            while pos < end, unsafe table[Int(p[pos])] & CharacterClass.token != 0 { pos &+= 1 }
             guard pos > lineStart, pos < end, unsafe p[pos] == ASCII.colon else { return .declined }
             let colon = pos
-            var q = pos + 1
+            var q = pos &+ 1
             // Find the CR that ends the value, as in scanLines' .value phase.
             while true {
-                while q + 16 <= end {
+                while q &+ 16 <= end {
                     let w1 = unsafe UnsafeRawPointer(p + q).loadUnaligned(as: UInt64.self)
-                    let w2 = unsafe UnsafeRawPointer(p + q + 8).loadUnaligned(as: UInt64.self)
+                    let w2 = unsafe UnsafeRawPointer(p + (q &+ 8)).loadUnaligned(as: UInt64.self)
                     let x1 = w1 ^ (ones &* 0x7F)
                     let x2 = w2 ^ (ones &* 0x7F)
                     let flagged = ((w1 &- ones &* 0x20) & ~w1) | ((x1 &- ones) & ~x1)
                         | ((w2 &- ones &* 0x20) & ~w2) | ((x2 &- ones) & ~x2)
                     if flagged & highs != 0 { break }
-                    q += 16
+                    q &+= 16
                 }
                 var located = false
-                while q + 8 <= end {
+                while q &+ 8 <= end {
                     let w = unsafe UnsafeRawPointer(p + q).loadUnaligned(as: UInt64.self)
                     let x = w ^ (ones &* 0x7F)
                     let m = (((w &- ones &* 0x20) & ~w) | ((x &- ones) & ~x)) & highs
                     if m != 0 {
-                        q += m.littleEndian.trailingZeroBitCount >> 3
+                        q &+= m.littleEndian.trailingZeroBitCount >> 3
                         located = true
                         break
                     }
-                    q += 8
+                    q &+= 8
                 }
                 if !located {
                     while q < end {
                         let c = unsafe p[q]
                         if c < 0x20 || c == 0x7F { break }
-                        q += 1
+                        q &+= 1
                     }
                 }
                 guard q < end else { return .declined }
-                if unsafe p[q] == ASCII.htab { q += 1; continue }
+                if unsafe p[q] == ASCII.htab { q &+= 1; continue }
                 break
             }
-            guard unsafe p[q] == ASCII.cr, q + 1 < end, unsafe p[q + 1] == ASCII.lf else { return .declined }
-            var vs = colon + 1
-            if vs < q, unsafe p[vs] == ASCII.sp { vs += 1 }
-            while vs < q, unsafe p[vs] == ASCII.sp || p[vs] == ASCII.htab { vs += 1 }
+            guard unsafe p[q] == ASCII.cr, q &+ 1 < end, unsafe p[q &+ 1] == ASCII.lf else { return .declined }
+            var vs = colon &+ 1
+            if vs < q, unsafe p[vs] == ASCII.sp { vs &+= 1 }
+            while vs < q, unsafe p[vs] == ASCII.sp || p[vs] == ASCII.htab { vs &+= 1 }
             var ve = q
-            while ve > vs, unsafe p[ve - 1] == ASCII.sp || p[ve - 1] == ASCII.htab { ve -= 1 }
-            let known = unsafe HTTPHead.classifyName(p + lineStart, colon - lineStart)
+            while ve > vs, unsafe p[ve &- 1] == ASCII.sp || p[ve &- 1] == ASCII.htab { ve -= 1 }
+            let known = unsafe HTTPHead.classifyName(p + lineStart, colon &- lineStart)
             mask |= 1 << UInt32(known)
             if known == HTTPKnownField.host.rawValue {
                 // Duplicate or invalid Host: let finishHead report it.
-                hostCount += 1
+                hostCount &+= 1
                 for j in vs..<ve where unsafe table[Int(p[j])] & CharacterClass.host == 0 { hostCount = 2 }
                 hostRange = vs..<ve
             }
             unsafe fields[count] = HTTPField(
                 lineStart: UInt32(truncatingIfNeeded: lineStart),
-                nameLength: UInt32(truncatingIfNeeded: colon - lineStart),
+                nameLength: UInt32(truncatingIfNeeded: colon &- lineStart),
                 valueStart: UInt32(truncatingIfNeeded: vs),
-                valueLength: UInt32(truncatingIfNeeded: ve - vs),
-                lineLength: UInt32(truncatingIfNeeded: q + 2 - lineStart),
+                valueLength: UInt32(truncatingIfNeeded: ve &- vs),
+                lineLength: UInt32(truncatingIfNeeded: q &+ 2 &- lineStart),
                 knownRaw: known, flags: 0)
-            count += 1
-            pos = q + 2
+            count &+= 1
+            pos = q &+ 2
         }
     }
 
