@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .library(name: "SluiceCore", targets: ["SluiceCore"]),
         .executable(name: "autoscaler", targets: ["autoscaler"]),
+        .executable(name: "sluice", targets: ["sluice"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -51,6 +52,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/FoundationTestHelper",
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .executableTarget(
+            name: "sluice",
+            dependencies: [
+                "SluiceCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(

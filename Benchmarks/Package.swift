@@ -41,5 +41,21 @@ let package = Package(
             swiftSettings: benchmarkSettings,
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        // The HTTP/1.1 parser against its peers from Debian: picohttpparser inside libh2o (libh2o-dev)
+        // and nodejs http-parser 2.9 (libhttp-parser-dev).
+        .systemLibrary(name: "CPicoHTTPParser", path: "Sources/CPicoHTTPParser"),
+        .systemLibrary(name: "CNodeHTTPParser", path: "Sources/CNodeHTTPParser"),
+        .executableTarget(
+            name: "HTTP1Parser",
+            dependencies: [
+                .product(name: "SluiceCore", package: "Sluice"),
+                .product(name: "Benchmark", package: "benchmark"),
+                "CPicoHTTPParser",
+                "CNodeHTTPParser",
+            ],
+            path: "Benchmarks/HTTP1Parser",
+            swiftSettings: benchmarkSettings,
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ]
 )
