@@ -1,0 +1,512 @@
+// HTTP1 layer, scanning core: the only unsafe code of the codec. It walks the caller's bytes once,
+// left to right, with table-driven classification and word-at-a-time search for the end of values,
+// and resumes where the previous call stopped so a head fed one byte at a time costs O(n).
+// Every pointer read is guarded by an index below `count` (or `end <= count`), stated per block.
+
+/// Where a partial parse stopped; positions are offsets into the caller's bytes.
+struct HeadScanState: Sendable {
+    enum Phase: UInt8, Sendable {
+        case begin, method, target, version, statusVersion, statusCode, reason, lineStart, name, value, done
+    }
+    var phase: Phase = .begin
+    var position = 0
+    var lineStart = 0
+    var mark = 0
+    var mark2 = 0
+    var knownMask: UInt32 = 0
+}
+
+extension HTTPHead {
+    /// Parse a request head from `bytes`, which start at the message's first byte. After
+    /// `.incomplete`, call again with the same bytes and more appended; the parse resumes.
+    public mutating func parseRequest(_ bytes: Span<UInt8>) -> HTTPParseResult {
+        // Invariant: the buffer pointer is valid for `bytes.count` bytes for the closure's duration,
+        // and the scanner never reads at or past that count.
+        unsafe bytes.withUnsafeBufferPointer { buffer in
+            unsafe self.scanHead(buffer, isRequest: true, requestMethod: .get)
+        }
+    }
+
+    /// Parse a response head. `requestMethod` is the method of the request it answers: HEAD makes
+    /// the response bodiless, CONNECT turns a 2xx into a tunnel.
+    public mutating func parseResponse(_ bytes: Span<UInt8>, requestMethod: HTTPMethod = .get) -> HTTPParseResult {
+        // Invariant: as in parseRequest.
+        unsafe bytes.withUnsafeBufferPointer { buffer in
+            unsafe self.scanHead(buffer, isRequest: false, requestMethod: requestMethod)
+        }
+    }
+
+    @inline(__always)
+    private mutating func fail(_ error: ParseError, _ offset: Int) -> HTTPParseResult {
+        scan.phase = .done
+        return .error(error, offset: offset)
+    }
+
+    /// The scanner needs the byte at `need`, which is not in the window it may read: either the
+    /// bytes ended (incomplete) or a limit cut the window (error at the limit).
+    @inline(__always)
+    private mutating func suspend(
+        _ phase: HeadScanState.Phase, _ position: Int, _ lineStart: Int, _ mark: Int, _ mark2: Int,
+        need: Int, lineLimit: Int, knownMask: UInt32
+    ) -> HTTPParseResult {
+        if need >= lineLimit { return fail(.startLineTooLong, lineLimit) }
+        if need >= limits.maxHeadBytes { return fail(.headTooLarge, limits.maxHeadBytes) }
+        scan = HeadScanState(
+            phase: phase, position: position, lineStart: lineStart, mark: mark, mark2: mark2, knownMask: knownMask)
+        return .incomplete
+    }
+
+    @unsafe
+    mutating func scanHead(_ buffer: UnsafeBufferPointer<UInt8>, isRequest: Bool, requestMethod: HTTPMethod) -> HTTPParseResult {
+        if scan.phase == .done || buffer.count < scan.position { reset() }
+        if scan.phase == .begin {
+            self.isRequest = isRequest
+            fieldCount = 0
+            host = nil
+        }
+        let n = buffer.count
+        guard let p = buffer.baseAddress, n > 0 else { return .incomplete }
+        let end = min(n, limits.maxHeadBytes)
+        let maxFields = limits.maxFieldCount
+        var phase = scan.phase
+        var pos = scan.position
+        var lineStart = scan.lineStart
+        var mark = scan.mark
+        var mark2 = scan.mark2
+        var knownMask = scan.knownMask
+        var lineLimit = Int.max
+        // Invariant for every `p[i]` below: i < end <= n or i < window <= end (checked just before).
+        return unsafe CharacterClass.table.withUnsafeBufferPointer { tableBuffer -> HTTPParseResult in
+            // Invariant: the table has 256 entries, so any UInt8 index is in bounds.
+            let table = unsafe tableBuffer.baseAddress.unsafelyUnwrapped
+
+            // Classifies an unexpected byte at `i` (< window). CR needs the next byte to tell a bare CR
+            // from a CRLF in the wrong place; when it is not readable yet the caller suspends.
+            @inline(__always) func unexpected(_ i: Int, window: Int, crlf: ParseError, other: ParseError) -> ParseError? {
+                let b = unsafe p[i]
+                if b == 0 { return .nulCharacter }
+                if b == ASCII.lf { return .bareLineFeed }
+                if b == ASCII.cr {
+                    if i + 1 >= window { return nil }
+                    return unsafe p[i + 1] == ASCII.lf ? crlf : .bareCarriageReturn
+                }
+                return other
+            }
+
+            while true {
+                switch phase {
+                case .begin:
+                    // RFC 9112 §2.2: a server SHOULD ignore empty lines before the request line
+                    // (clients sometimes add CRLF after a POST body). CRLF only; responses get none.
+                    if isRequest {
+                        while pos < end {
+                            let b = unsafe p[pos]
+                            if b != ASCII.cr {
+                                if b == ASCII.lf { return fail(.bareLineFeed, pos) }
+                                break
+                            }
+                            if pos + 1 >= end {
+                                return suspend(.begin, pos, 0, 0, 0, need: pos + 1, lineLimit: .max, knownMask: 0)
+                            }
+                            if unsafe p[pos + 1] != ASCII.lf { return fail(.bareCarriageReturn, pos) }
+                            pos += 2
+                        }
+                    }
+                    if pos >= end { return suspend(.begin, pos, 0, 0, 0, need: pos, lineLimit: .max, knownMask: 0) }
+                    lineStart = pos
+                    phase = isRequest ? .method : .statusVersion
+
+                case .method:
+                    lineLimit = lineStart + limits.maxStartLineBytes
+                    let window = min(end, lineLimit)
+                    while pos < window, unsafe table[Int(p[pos])] & CharacterClass.token != 0 { pos += 1 }
+                    if pos >= window {
+                        return suspend(.method, pos, lineStart, 0, 0, need: pos, lineLimit: lineLimit, knownMask: 0)
+                    }
+                    if unsafe p[pos] != ASCII.sp || pos == lineStart {
+                        if unsafe p[pos] == ASCII.sp { return fail(.invalidMethod, pos) }
+                        guard let e = unexpected(pos, window: window, crlf: .malformedRequestLine, other: .invalidMethod) else {
+                            return suspend(.method, pos, lineStart, 0, 0, need: pos + 1, lineLimit: lineLimit, knownMask: 0)
+                        }
+                        return fail(e, pos)
+                    }
+                    mark = pos
+                    method = unsafe HTTPHead.knownMethod(p + lineStart, pos - lineStart)
+                    pos += 1
+                    phase = .target
+
+                case .target:
+                    lineLimit = lineStart + limits.maxStartLineBytes
+                    let window = min(end, lineLimit)
+                    // Unrolled by four: targets are the longest part of most request lines.
+                    while pos + 4 <= window {
+                        let ok = unsafe table[Int(p[pos])] & table[Int(p[pos + 1])]
+                            & table[Int(p[pos + 2])] & table[Int(p[pos + 3])] & CharacterClass.target
+                        if ok == 0 { break }
+                        pos += 4
+                    }
+                    while pos < window, unsafe table[Int(p[pos])] & CharacterClass.target != 0 { pos += 1 }
+                    if pos >= window {
+                        return suspend(.target, pos, lineStart, mark, 0, need: pos, lineLimit: lineLimit, knownMask: 0)
+                    }
+                    let b = unsafe p[pos]
+                    if b == ASCII.sp {
+                        if pos == mark + 1 { return fail(.invalidTarget, pos) }
+                        mark2 = pos
+                        pos += 1
+                        phase = .version
+                        continue
+                    }
+                    if b == ASCII.hash { return fail(.fragmentInTarget, pos) }
+                    guard let e = unexpected(pos, window: window, crlf: .malformedRequestLine, other: .invalidTarget) else {
+                        return suspend(.target, pos, lineStart, mark, 0, need: pos + 1, lineLimit: lineLimit, knownMask: 0)
+                    }
+                    return fail(e, pos)
+
+                case .version, .statusVersion:
+                    // "HTTP/" DIGIT "." DIGIT, then CRLF (request) or SP (status line).
+                    lineLimit = lineStart + limits.maxStartLineBytes
+                    let window = min(end, lineLimit)
+                    let versionStart = phase == .version ? mark2 + 1 : lineStart
+                    let isRequestLine = phase == .version
+                    while pos < window {
+                        let i = pos - versionStart
+                        let b = unsafe p[pos]
+                        var good: Bool
+                        switch i {
+                        case 0: good = b == 0x48  // H
+                        case 1, 2: good = b == 0x54  // T
+                        case 3: good = b == 0x50  // P
+                        case 4: good = b == ASCII.slash
+                        case 5, 7: good = ASCII.isDigit(b)
+                        case 6: good = b == 0x2E  // .
+                        default:
+                            good = true
+                        }
+                        if !good {
+                            let malformed: ParseError = isRequestLine ? .malformedRequestLine : .malformedStatusLine
+                            guard let e = unexpected(pos, window: window, crlf: malformed, other: .invalidVersion) else {
+                                return suspend(phase, pos, lineStart, mark, mark2, need: pos + 1, lineLimit: lineLimit, knownMask: 0)
+                            }
+                            return fail(e, pos)
+                        }
+                        if i == 7 {
+                            let major = unsafe p[versionStart + 5]
+                            if major != 0x31 || b > 0x31 { return fail(.unsupportedVersion, versionStart) }
+                            version = b == 0x30 ? .http10 : .http11
+                        }
+                        if i < 8 { pos += 1; continue }
+                        if !isRequestLine {
+                            if b != ASCII.sp {
+                                guard let e = unexpected(pos, window: window, crlf: .malformedStatusLine, other: .malformedStatusLine) else {
+                                    return suspend(phase, pos, lineStart, mark, mark2, need: pos + 1, lineLimit: lineLimit, knownMask: 0)
+                                }
+                                return fail(e, pos)
+                            }
+                            pos += 1
+                            mark = pos
+                            phase = .statusCode
+                            break
+                        }
+                        if i == 8 {
+                            if b != ASCII.cr {
+                                guard let e = unexpected(pos, window: window, crlf: .invalidVersion, other: .invalidVersion) else {
+                                    return suspend(phase, pos, lineStart, mark, mark2, need: pos + 1, lineLimit: lineLimit, knownMask: 0)
+                                }
+                                return fail(e, pos)
+                            }
+                            pos += 1
+                            continue
+                        }
+                        // i == 9: the LF of the request line's CRLF.
+                        if b != ASCII.lf { return fail(.bareCarriageReturn, pos - 1) }
+                        pos += 1
+                        startLine = lineStart..<pos
+                        methodRange = lineStart..<mark
+                        target = (mark + 1)..<mark2
+                        if let e = unsafe classifyTarget(p, table) { return fail(e, mark + 1) }
+                        phase = .lineStart
+                        break
+                    }
+                    if phase == .version || phase == .statusVersion {
+                        return suspend(phase, pos, lineStart, mark, mark2, need: pos, lineLimit: lineLimit, knownMask: 0)
+                    }
+
+                case .statusCode:
+                    // 3DIGIT, then SP or (leniency shared by every major client) CRLF with no reason.
+                    lineLimit = lineStart + limits.maxStartLineBytes
+                    let window = min(end, lineLimit)
+                    while pos < window {
+                        let i = pos - mark
+                        let b = unsafe p[pos]
+                        if i < 3 {
+                            if !ASCII.isDigit(b) || (i == 0 && (b < 0x31 || b > 0x35)) {
+                                if ASCII.isDigit(b) { return fail(.invalidStatusCode, mark) }
+                                guard let e = unexpected(pos, window: window, crlf: .malformedStatusLine, other: .malformedStatusLine) else {
+                                    return suspend(.statusCode, pos, lineStart, mark, 0, need: pos + 1, lineLimit: lineLimit, knownMask: 0)
+                                }
+                                return fail(e, pos)
+                            }
+                            pos += 1
+                            continue
+                        }
+                        if b == ASCII.sp {
+                            pos += 1
+                        } else if b != ASCII.cr {
+                            guard let e = unexpected(pos, window: window, crlf: .malformedStatusLine, other: .malformedStatusLine) else {
+                                return suspend(.statusCode, pos, lineStart, mark, 0, need: pos + 1, lineLimit: lineLimit, knownMask: 0)
+                            }
+                            return fail(e, pos)
+                        }
+                        status = unsafe Int(p[mark] &- 0x30) * 100 + Int(p[mark + 1] &- 0x30) * 10 + Int(p[mark + 2] &- 0x30)
+                        mark2 = pos
+                        phase = .reason
+                        break
+                    }
+                    if phase == .statusCode {
+                        return suspend(.statusCode, pos, lineStart, mark, 0, need: pos, lineLimit: lineLimit, knownMask: 0)
+                    }
+
+                case .reason:
+                    lineLimit = lineStart + limits.maxStartLineBytes
+                    let window = min(end, lineLimit)
+                    while pos < window, unsafe table[Int(p[pos])] & CharacterClass.fieldValue != 0 { pos += 1 }
+                    if pos >= window {
+                        return suspend(.reason, pos, lineStart, mark, mark2, need: pos, lineLimit: lineLimit, knownMask: 0)
+                    }
+                    if unsafe p[pos] != ASCII.cr {
+                        guard let e = unexpected(pos, window: window, crlf: .invalidReasonPhrase, other: .invalidReasonPhrase) else {
+                            return suspend(.reason, pos, lineStart, mark, mark2, need: pos + 1, lineLimit: lineLimit, knownMask: 0)
+                        }
+                        return fail(e, pos)
+                    }
+                    if pos + 1 >= window {
+                        return suspend(.reason, pos, lineStart, mark, mark2, need: pos + 1, lineLimit: lineLimit, knownMask: 0)
+                    }
+                    if unsafe p[pos + 1] != ASCII.lf { return fail(.bareCarriageReturn, pos) }
+                    reason = mark2..<pos
+                    pos += 2
+                    startLine = lineStart..<pos
+                    methodRange = 0..<0
+                    target = 0..<0
+                    method = .other
+                    phase = .lineStart
+
+                case .lineStart:
+                    if pos >= end {
+                        return suspend(.lineStart, pos, pos, 0, 0, need: pos, lineLimit: .max, knownMask: knownMask)
+                    }
+                    let b = unsafe p[pos]
+                    if b == ASCII.cr {
+                        if pos + 1 >= end {
+                            return suspend(.lineStart, pos, pos, 0, 0, need: pos + 1, lineLimit: .max, knownMask: knownMask)
+                        }
+                        if unsafe p[pos + 1] != ASCII.lf { return fail(.bareCarriageReturn, pos) }
+                        headLength = pos + 2
+                        scan.phase = .done
+                        return unsafe finishHead(p, knownMask: knownMask, requestMethod: requestMethod)
+                    }
+                    if b == ASCII.lf { return fail(.bareLineFeed, pos) }
+                    if b == ASCII.sp || b == ASCII.htab {
+                        return fail(fieldCount == 0 ? .whitespaceAfterStartLine : .obsFold, pos)
+                    }
+                    if fieldCount >= maxFields { return fail(.tooManyFields, pos) }
+                    lineStart = pos
+                    phase = .name
+
+                case .name:
+                    while pos < end, unsafe table[Int(p[pos])] & CharacterClass.token != 0 { pos += 1 }
+                    if pos >= end {
+                        return suspend(.name, pos, lineStart, 0, 0, need: pos, lineLimit: .max, knownMask: knownMask)
+                    }
+                    let b = unsafe p[pos]
+                    if b == ASCII.colon {
+                        if pos == lineStart { return fail(.emptyFieldName, pos) }
+                        mark = pos
+                        pos += 1
+                        phase = .value
+                        continue
+                    }
+                    if b == ASCII.sp || b == ASCII.htab { return fail(.whitespaceBeforeColon, pos) }
+                    guard let e = unexpected(pos, window: end, crlf: .missingColon, other: .invalidFieldName) else {
+                        return suspend(.name, pos, lineStart, 0, 0, need: pos + 1, lineLimit: .max, knownMask: knownMask)
+                    }
+                    return fail(e, pos)
+
+                case .value:
+                    // Find the first byte below 0x20 or equal to 0x7F, eight at a time. Subtracting
+                    // 0x20 from each byte borrows only out of a byte that is below 0x20, so the lowest
+                    // flagged byte is exact (higher flags may be borrow artefacts; they are ignored).
+                    let ones: UInt64 = 0x0101_0101_0101_0101
+                    let highs: UInt64 = 0x8080_8080_8080_8080
+                    var q = pos
+                    var found = false
+                    while q + 8 <= end {
+                        // Invariant: q + 8 <= end <= n, so the eight bytes are inside the buffer.
+                        let w = unsafe UnsafeRawPointer(p + q).loadUnaligned(as: UInt64.self)
+                        let below = (w &- ones &* 0x20) & ~w & highs
+                        let x = w ^ (ones &* 0x7F)
+                        let del = (x &- ones) & ~x & highs
+                        let m = below | del
+                        if m != 0 {
+                            q += m.littleEndian.trailingZeroBitCount >> 3
+                            found = true
+                            break
+                        }
+                        q += 8
+                    }
+                    if !found {
+                        while q < end {
+                            let c = unsafe p[q]
+                            if c < 0x20 || c == 0x7F { found = true; break }
+                            q += 1
+                        }
+                    }
+                    if !found {
+                        return suspend(.value, q, lineStart, mark, 0, need: q, lineLimit: .max, knownMask: knownMask)
+                    }
+                    let c = unsafe p[q]
+                    if c == ASCII.htab { pos = q + 1; continue }
+                    if c != ASCII.cr {
+                        // Not CR, so `unexpected` never needs the next byte here.
+                        return fail(unexpected(q, window: end, crlf: .controlCharacterInValue, other: .controlCharacterInValue) ?? .controlCharacterInValue, q)
+                    }
+                    if q + 1 >= end {
+                        return suspend(.value, q, lineStart, mark, 0, need: q + 1, lineLimit: .max, knownMask: knownMask)
+                    }
+                    if unsafe p[q + 1] != ASCII.lf { return fail(.bareCarriageReturn, q) }
+                    // Trim OWS on both sides of the value.
+                    var vs = mark + 1
+                    while vs < q, unsafe p[vs] == ASCII.sp || p[vs] == ASCII.htab { vs += 1 }
+                    var ve = q
+                    while ve > vs, unsafe p[ve - 1] == ASCII.sp || p[ve - 1] == ASCII.htab { ve -= 1 }
+                    let known = unsafe HTTPHead.classifyName(p + lineStart, mark - lineStart)
+                    knownMask |= 1 << UInt32(known)
+                    // Invariant: fieldCount < maxFields == storage.count (checked at .lineStart).
+                    storage[fieldCount] = HTTPField(
+                            lineStart: UInt32(truncatingIfNeeded: lineStart),
+                            nameLength: UInt32(truncatingIfNeeded: mark - lineStart),
+                            valueStart: UInt32(truncatingIfNeeded: vs),
+                            valueLength: UInt32(truncatingIfNeeded: ve - vs),
+                            lineLength: UInt32(truncatingIfNeeded: q + 2 - lineStart),
+                            knownRaw: known, flags: 0)
+                    fieldCount += 1
+                    pos = q + 2
+                    phase = .lineStart
+
+                case .done:
+                    return .incomplete
+                }
+            }
+        }
+    }
+
+    /// Recognises the methods the server and proxy treat specially (methods are case-sensitive).
+    @unsafe @inline(__always)
+    static func knownMethod(_ m: UnsafePointer<UInt8>, _ length: Int) -> HTTPMethod {
+        // Invariant: the caller passes the method's start and its length inside the buffer.
+        switch length {
+        case 3:
+            if unsafe m[0] == 0x47 && m[1] == 0x45 && m[2] == 0x54 { return .get }
+            if unsafe m[0] == 0x50 && m[1] == 0x55 && m[2] == 0x54 { return .put }
+        case 4:
+            if unsafe equalsExactly(m, "POST") { return .post }
+            if unsafe equalsExactly(m, "HEAD") { return .head }
+        case 5:
+            if unsafe equalsExactly(m, "PATCH") { return .patch }
+            if unsafe equalsExactly(m, "TRACE") { return .trace }
+        case 6:
+            if unsafe equalsExactly(m, "DELETE") { return .delete }
+        case 7:
+            if unsafe equalsExactly(m, "OPTIONS") { return .options }
+            if unsafe equalsExactly(m, "CONNECT") { return .connect }
+        default:
+            break
+        }
+        return .other
+    }
+
+    @unsafe @inline(__always)
+    static func equalsExactly(_ p: UnsafePointer<UInt8>, _ s: StaticString) -> Bool {
+        // Invariant: the caller checked that p has at least s.utf8CodeUnitCount readable bytes.
+        let c = unsafe s.utf8Start
+        for i in 0..<s.utf8CodeUnitCount where unsafe p[i] != c[i] { return false }
+        return true
+    }
+
+    @unsafe @inline(__always)
+    static func equalsLowercase(_ p: UnsafePointer<UInt8>, _ s: StaticString) -> Bool {
+        // Invariant: as equalsExactly; `s` is lower-case.
+        let c = unsafe s.utf8Start
+        for i in 0..<s.utf8CodeUnitCount where unsafe ASCII.lower(p[i]) != c[i] { return false }
+        return true
+    }
+
+    /// Maps a field name to the `HTTPKnownField` raw value, by length first so that most names are
+    /// dismissed with one comparison.
+    @unsafe @inline(__always)
+    static func classifyName(_ name: UnsafePointer<UInt8>, _ length: Int) -> UInt8 {
+        // Invariant: `length` bytes at `name` are inside the buffer.
+        let k: HTTPKnownField
+        switch length {
+        case 2: k = unsafe equalsLowercase(name, "te") ? .te : .none
+        case 4: k = unsafe equalsLowercase(name, "host") ? .host : .none
+        case 6: k = unsafe equalsLowercase(name, "expect") ? .expect : .none
+        case 7:
+            if unsafe equalsLowercase(name, "upgrade") { k = .upgrade }
+            else if unsafe equalsLowercase(name, "trailer") { k = .trailer }
+            else { k = .none }
+        case 10:
+            if unsafe equalsLowercase(name, "connection") { k = .connection }
+            else if unsafe equalsLowercase(name, "keep-alive") { k = .keepAlive }
+            else { k = .none }
+        case 14: k = unsafe equalsLowercase(name, "content-length") ? .contentLength : .none
+        case 16: k = unsafe equalsLowercase(name, "proxy-connection") ? .proxyConnection : .none
+        case 17: k = unsafe equalsLowercase(name, "transfer-encoding") ? .transferEncoding : .none
+        case 18: k = unsafe equalsLowercase(name, "proxy-authenticate") ? .proxyAuthenticate : .none
+        case 19: k = unsafe equalsLowercase(name, "proxy-authorization") ? .proxyAuthorization : .none
+        default: k = .none
+        }
+        return k.rawValue
+    }
+
+    /// Checks the request target's form against the method (RFC 9112 §3.2) and records it.
+    @unsafe
+    mutating func classifyTarget(_ p: UnsafePointer<UInt8>, _ table: UnsafePointer<UInt8>) -> ParseError? {
+        // Invariant: `target` is a non-empty range of a complete request line inside the buffer.
+        let start = target.lowerBound
+        let end = target.upperBound
+        let first = unsafe p[start]
+        if method == .connect {
+            // authority-form = uri-host ":" port
+            var i = end
+            while i > start, unsafe ASCII.isDigit(p[i - 1]) { i -= 1 }
+            guard i < end, i - 1 > start, unsafe p[i - 1] == ASCII.colon else { return .invalidTarget }
+            for j in start..<(i - 1) where unsafe table[Int(p[j])] & CharacterClass.host == 0 {
+                return .invalidTarget
+            }
+            targetForm = .authority
+            return nil
+        }
+        if first == ASCII.slash {
+            targetForm = .origin
+            return nil
+        }
+        if first == ASCII.star {
+            guard end - start == 1, method == .options else { return .invalidTarget }
+            targetForm = .asterisk
+            return nil
+        }
+        // absolute-form starts with scheme ":" where scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
+        guard (first | 0x20) &- 0x61 < 26 else { return .invalidTarget }
+        var i = start + 1
+        while i < end {
+            let b = unsafe p[i]
+            if (b | 0x20) &- 0x61 < 26 || ASCII.isDigit(b) || b == 0x2B || b == 0x2D || b == 0x2E { i += 1; continue }
+            break
+        }
+        guard i < end, unsafe p[i] == ASCII.colon else { return .invalidTarget }
+        targetForm = .absolute
+        return nil
+    }
+}
