@@ -61,6 +61,8 @@ public struct HTTPRequestSummary: Sendable, Equatable {
     public var clientAborted: Bool
     /// The response was cut short (upstream reset, timeout after the response started).
     public var truncated: Bool
+    /// The request was forwarded to an upstream (false for local answers and cancelled requests).
+    public var wasForwarded: Bool
 }
 
 /// The request-path hook. One instance per event loop (made by the server's factory on that loop),

@@ -92,6 +92,7 @@ final class ServerConnection: ConnectionDelegate {
     private var requestBodyBytes: UInt64 = 0
     private var discardBudget: UInt64 = 0
     private var handlerInvolved = false
+    private var wasForwarded = false
     private var inReceive = false
     private var hasPendingInput = false
     private var headBytesSeen = false
@@ -325,6 +326,7 @@ final class ServerConnection: ConnectionDelegate {
         connectAttempts = 0
         reuseRetries = 0
         upgradeIndex = -1
+        wasForwarded = false
         closeAfterResponse = !head.keepAlive || server.isDraining
         requestDecoder.reset(framing: head.framing)
         rearm()
@@ -387,6 +389,7 @@ final class ServerConnection: ConnectionDelegate {
 
     private func startForward(to target: HTTPUpstream, available: Range<Int>?, buffer: IOBuffer?) -> Int {
         upstreamTarget = target
+        wasForwarded = true
         let pool = server.pool(for: target)
         self.pool = pool
         armRequestTimeouts()
@@ -1256,7 +1259,8 @@ final class ServerConnection: ConnectionDelegate {
         handlerInvolved = false
         let summary = HTTPRequestSummary(
             status: responseStarted ? responseStatus : 0, bytesIn: bytesIn, bytesOut: bytesOut,
-            startTime: exchange.startTime, endTime: loop.now, clientAborted: clientAborted, truncated: truncated)
+            startTime: exchange.startTime, endTime: loop.now, clientAborted: clientAborted, truncated: truncated,
+            wasForwarded: wasForwarded)
         if requestPhase == .tunnel || responsePhase == .tunnel {
             server.tunnelCount -= 1
             server.handler.upgradeEnded(exchange)
