@@ -760,7 +760,8 @@ final class ServerConnection: ConnectionDelegate {
         if requestPhase == .body || requestPhase == .held {
             // An early response while the request body is still arriving: keep the connection only if
             // what remains can be read and dropped cheaply afterwards.
-            if case .contentLength(let total) = request.framing,
+            // A client waiting for 100-continue never sends the body after a final answer.
+            if case .contentLength(let total) = request.framing, !request.expectsContinue,
                total &- requestBodyBytes <= configuration.maxDiscardedBodyBytes {
                 discardBudget = configuration.maxDiscardedBodyBytes
             } else {
@@ -1042,7 +1043,8 @@ final class ServerConnection: ConnectionDelegate {
     /// Answers from the proxy; the request body (if any) is dropped afterwards or the connection closes.
     private func respondLocally(_ response: HTTPLocalResponse, available: Range<Int>?, buffer: IOBuffer?) -> Int {
         if !requestDecoder.isComplete {
-            if case .contentLength(let total) = exchange.head.framing, total &- requestBodyBytes <= configuration.maxDiscardedBodyBytes {
+            if case .contentLength(let total) = exchange.head.framing, !exchange.head.expectsContinue,
+               total &- requestBodyBytes <= configuration.maxDiscardedBodyBytes {
                 discardBudget = configuration.maxDiscardedBodyBytes
             } else {
                 closeAfterResponse = true

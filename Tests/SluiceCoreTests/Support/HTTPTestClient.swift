@@ -158,6 +158,11 @@ final class HTTPMessageReader {
         }
     }
 
+    /// Drops the first `count` pending bytes (all when nil): for raw relays read by hand.
+    func discardPending(_ count: Int? = nil) {
+        pending.removeFirst(min(count ?? pending.count, pending.count))
+    }
+
     /// Reads until EOF; returns the bytes pending plus everything read.
     func readToEOF(limit: Int = 1 << 27) throws -> [UInt8] {
         while pending.count < limit, try fill() {}
@@ -250,23 +255,21 @@ func eventually(timeout: Duration = .seconds(20), _ condition: () -> Bool) -> Bo
     return condition()
 }
 
-/// Deterministic pseudo-random bytes (for byte-exact body checks).
+/// Deterministic pseudo-random bytes (for byte-exact body checks); word-at-a-time so that even
+/// debug builds make tens of MiB quickly.
 func testBytes(_ count: Int, seed: UInt64 = 0x5EED) -> [UInt8] {
     var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
-    var out = [UInt8](repeating: 0, count: count)
-    var i = 0
-    while i < count {
-        state = state &* 6364136223846793005 &+ 1442695040888963407
-        var word = state >> 16
-        var k = 0
-        while k < 6 && i < count {
-            out[i] = UInt8(truncatingIfNeeded: word)
-            word >>= 8
-            i += 1
-            k += 1
+    let words = (count + 7) / 8
+    var out = [UInt64](repeating: 0, count: words)
+    out.withUnsafeMutableBufferPointer { buffer in
+        for i in 0 ..< words {
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
+            buffer[i] = state
         }
     }
-    return out
+    return out.withUnsafeBytes { Array($0.prefix(count)) }
 }
 
 /// `body` as chunked framing with chunks of `chunkSize` bytes (plus the last chunk).
