@@ -202,3 +202,21 @@ struct SluiceProxyBinaryTests {
         #expect(text.contains("--upstream"))
     }
 }
+
+@Suite("HTTP proxy buffer reuse", .timeLimit(.minutes(1)))
+struct HTTPProxyBufferReuseTests {
+    @Test("steady-state proxying takes every buffer from the loop's pool (none allocated per request)")
+    func buffersComeFromThePool() throws {
+        let backend = try ScriptedBackend.fixed()
+        defer { backend.stop() }
+        let proxy = try InProcessProxy(upstreamPort: backend.port)
+        defer { proxy.stop() }
+        let client = try HTTPTestClient(port: proxy.port)
+        for _ in 0 ..< 20 { _ = try client.exchange(request("GET / HTTP/1.1")) }
+        let loop = proxy.group.loops[0]
+        let before = try onLoop(loop) { loop.bufferPool.allocations }
+        for _ in 0 ..< 200 { _ = try client.exchange(request("GET / HTTP/1.1")) }
+        let after = try onLoop(loop) { loop.bufferPool.allocations }
+        #expect(after - before == 0, "\(after - before) buffers allocated for 200 requests")
+    }
+}
