@@ -34,6 +34,10 @@ public final class HTTPServer: Sendable {
         var listenerOptions = ListenerOptions()
         listenerOptions.backlog = configuration.backlog
         listenerOptions.connection = configuration.connection
+        // A head may use the whole configured limit before the parser answers 431; the connection's
+        // own input cap must not cut it short first.
+        listenerOptions.connection.maxInputBytes = max(configuration.connection.maxInputBytes,
+                                                       configuration.parserLimits.maxHeadBytes + 32 * 1024)
         let loopsByIdentity = Dictionary(uniqueKeysWithValues: boxes.map { (ObjectIdentifier($0.loop), $0) })
         let tcp = try TCPServer.start(on: group, address: address, strategy: .reusePortPerLoop, options: listenerOptions) { loop in
             let state = HTTPServerLoop(loop: loop, configuration: configuration, maxConnections: perLoop,

@@ -177,8 +177,8 @@ final class ServerConnection: ConnectionDelegate {
                 }
             case .body:
                 let consumed = forwardRequestBody(buffer: buffer, range: offset ..< end)
-                if consumed == 0 { break receive }
                 offset += consumed
+                if consumed == 0 && requestPhase == .body { break receive }
             case .discard:
                 offset += discardRequestBody(buffer: buffer, range: offset ..< end)
             case .tunnel:
