@@ -286,3 +286,10 @@ func chunked(_ body: [UInt8], chunkSize: Int) -> [UInt8] {
     out.append(contentsOf: Array("0\r\n\r\n".utf8))
     return out
 }
+
+/// A flag threads can share (scripts wait on it).
+final class TestFlag: Sendable {
+    private let state = Atomic<Bool>(false)
+    func set() { state.store(true, ordering: .relaxed) }
+    var isSet: Bool { state.load(ordering: .relaxed) }
+}
