@@ -248,3 +248,61 @@ struct HTTPProxyFailureTests {
         #expect(backend.accepted == 2)
     }
 }
+
+@Suite("HTTP proxy upstream connect and response head", .timeLimit(.minutes(1)))
+struct HTTPProxyConnectTests {
+    @Test("an upstream that never completes the connect is retried once, then answered 502")
+    func connectTimeout() throws {
+        // A listener with a zero backlog that never accepts: once its queue is full, SYNs are dropped.
+        let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { Glibc.close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        Glibc.listen(fd, 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        let port = UInt16(bigEndian: address.sin_port)
+        // Fill the accept queue (non-blocking connects that complete or stay pending).
+        var fillers: [Int32] = []
+        defer { for f in fillers { Glibc.close(f) } }
+        for _ in 0 ..< 4 {
+            let f = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(f, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            fillers.append(f)
+        }
+        usleep(50_000)
+        var client = HTTPClientConfiguration()
+        client.connectTimeout = .milliseconds(200)
+        let proxy = try InProcessProxy(upstreamPort: port, client: client)
+        defer { proxy.stop() }
+        let http = try HTTPTestClient(port: proxy.port)
+        let response = try http.exchange(request("GET / HTTP/1.1"))
+        #expect(response.status == 502)
+        #expect(proxy.statistics.upstream.connectsStarted == 2)
+    }
+
+    @Test("hop-by-hop fields of the response and the fields its Connection names are not passed to the client")
+    func responseHopByHop() throws {
+        let backend = try ScriptedBackend { connection in
+            while try connection.readRequest() != nil {
+                try connection.send("HTTP/1.1 200 OK\r\nConnection: X-Internal\r\nX-Internal: secret\r\nKeep-Alive: timeout=5\r\n"
+                    + "Proxy-Authenticate: Basic\r\nTrailer: X-T\r\nX-App: visible\r\nContent-Length: 2\r\n\r\nok")
+            }
+        }
+        defer { backend.stop() }
+        let proxy = try InProcessProxy(upstreamPort: backend.port)
+        defer { proxy.stop() }
+        let client = try HTTPTestClient(port: proxy.port)
+        let response = try client.exchange(request("GET / HTTP/1.1"))
+        #expect(response.status == 200)
+        #expect(response.bodyText == "ok")
+        for name in ["connection", "x-internal", "keep-alive", "proxy-authenticate", "trailer"] {
+            #expect(response.field(name) == nil, "\(name) was passed on")
+        }
+        #expect(response.field("x-app") == "visible")
+        #expect(try client.exchange(request("GET / HTTP/1.1")).bodyText == "ok")
+        #expect(backend.accepted == 1)
+    }
+}
