@@ -34,6 +34,8 @@ public final class HTTPServer: Sendable {
         var listenerOptions = ListenerOptions()
         listenerOptions.backlog = configuration.backlog
         listenerOptions.connection = configuration.connection
+        // The server arms each connection's deadline itself (head, idle, body, write progress).
+        listenerOptions.connection.idleTimeout = nil
         // A head may use the whole configured limit before the parser answers 431; the connection's
         // own input cap must not cut it short first.
         listenerOptions.connection.maxInputBytes = max(configuration.connection.maxInputBytes,

@@ -77,9 +77,12 @@ final class UpstreamPool {
     func connect(owner: ServerConnection) throws(SyscallError) -> UpstreamConnection {
         statistics.connectsStarted += 1
         // The connect reports on a later loop turn, so the real delegate is in place before any event.
+        // The pool arms the deadline itself (idle timeout while pooled); no automatic idle re-arming.
+        var options = upstream.configuration.connection
+        options.idleTimeout = nil
         let connection = try Connector.connect(
             to: upstream.address, on: loop, timeout: upstream.configuration.connectTimeout,
-            options: upstream.configuration.connection, delegate: Self.placeholder)
+            options: options, delegate: Self.placeholder)
         let upstreamConnection = UpstreamConnection(pool: self, connection: connection, limits: upstream.configuration.parserLimits)
         upstreamConnection.owner = owner
         connection.delegate = upstreamConnection
