@@ -1,6 +1,6 @@
 // The `sluice` executable's log output: one JSON object per line on stderr (Knative's components log
 // JSON lines too), so operators and scripts can parse what the proxy says.
-import Foundation
+import Glibc
 import Logging
 import Synchronization
 
@@ -22,7 +22,7 @@ struct JSONLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
-        var line = "{\"level\":\(Self.quoted(event.level.rawValue)),\"ts\":\(String(format: "%.6f", Date().timeIntervalSince1970))"
+        var line = "{\"level\":\(Self.quoted(event.level.rawValue)),\"ts\":\(Self.timestamp())"
         line += ",\"logger\":\(Self.quoted(label)),\"msg\":\(Self.quoted(event.message.description))"
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { $1 } }
@@ -58,6 +58,14 @@ struct JSONLogHandler: LogHandler {
         }
     }
 
+    /// Seconds since the epoch with microseconds, e.g. `1795612987.073649` (no Foundation needed).
+    static func timestamp() -> String {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let micros = String(now.tv_nsec / 1000)
+        return "\(now.tv_sec)." + String(repeating: "0", count: 6 - micros.count) + micros
+    }
+
     static func quoted(_ text: String) -> String {
         var out = "\""
         for scalar in text.unicodeScalars {
@@ -69,7 +77,8 @@ struct JSONLogHandler: LogHandler {
             case "\t": out += "\\t"
             default:
                 if scalar.value < 0x20 || scalar.value == 0x7F {
-                    out += String(format: "\\u%04x", scalar.value)
+                    let hex = String(scalar.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
                 } else {
                     out.unicodeScalars.append(scalar)
                 }

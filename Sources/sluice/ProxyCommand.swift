@@ -2,7 +2,7 @@
 // pools, drain on SIGTERM/SIGINT (a second signal stops at once). Configuration is parsed and
 // validated here, then handed to SluiceCore's HTTPServer with a ReverseProxyHandler.
 import ArgumentParser
-import Foundation
+import Glibc
 import Logging
 import SluiceCore
 

@@ -20,7 +20,8 @@ public final class HTTPExchange {
     /// Increases with every request on the connection; tickets of older requests are stale.
     public internal(set) var generation: UInt64 = 0
 
-    weak var owner: ServerConnection?
+    /// Strong (no weak side table on the hot path); cleared when the connection closes.
+    var owner: ServerConnection?
     /// The buffer holding the head (kept referenced for the whole request, so its bytes stay put).
     var buffer: IOBuffer?
     /// Offset of the head's first byte in `buffer`.

@@ -152,6 +152,12 @@ final class HTTPServerLoop: ListenerDelegate {
     let defaultTimeouts = HTTPRequestTimeouts()
     /// Lower-cased upgrade tokens, as bytes.
     let allowedUpgradeBytes: [[UInt8]]
+    // Timeouts in loop-clock nanoseconds, converted once.
+    let headTimeoutNanoseconds: UInt64
+    let idleTimeoutNanoseconds: UInt64
+    let bodyTimeoutNanoseconds: UInt64
+    let writeTimeoutNanoseconds: UInt64
+    let lingerTimeoutNanoseconds: UInt64
 
     private var listener: Listener?
     private var connections: [ServerConnection] = []
@@ -170,6 +176,11 @@ final class HTTPServerLoop: ListenerDelegate {
         self.handler = handler
         self.logger = logger
         allowedUpgradeBytes = configuration.allowedUpgrades.map { Array($0.lowercased().utf8) }
+        headTimeoutNanoseconds = EventLoop.nanoseconds(configuration.headTimeout)
+        idleTimeoutNanoseconds = EventLoop.nanoseconds(configuration.idleTimeout)
+        bodyTimeoutNanoseconds = EventLoop.nanoseconds(configuration.bodyProgressTimeout)
+        writeTimeoutNanoseconds = EventLoop.nanoseconds(configuration.writeProgressTimeout)
+        lingerTimeoutNanoseconds = EventLoop.nanoseconds(configuration.lingerTimeout)
         connections.reserveCapacity(min(maxConnections, 4096))
     }
 

@@ -123,7 +123,8 @@ final class UpstreamPool {
 /// The delegate of one upstream socket. While an exchange owns it, every event goes to that
 /// exchange; while idle in the pool, any event (FIN, bytes, error) retires it.
 final class UpstreamConnection: ConnectionDelegate {
-    unowned let pool: UpstreamPool
+    // Strong: an unowned reference costs a runtime check on every use; the pool outlives its connections.
+    let pool: UpstreamPool
     let connection: Connection
     /// The exchange using this connection; nil while idle.
     var owner: ServerConnection?

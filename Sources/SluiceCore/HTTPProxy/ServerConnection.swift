@@ -48,7 +48,8 @@ enum ResponseBodyMode: UInt8 {
 }
 
 final class ServerConnection: ConnectionDelegate {
-    unowned let server: HTTPServerLoop
+    /// Strong (unowned costs a runtime check per use); the loop drops the connection when it closes.
+    let server: HTTPServerLoop
     let connection: Connection
     let exchange: HTTPExchange
     let loop: EventLoop
@@ -136,7 +137,7 @@ final class ServerConnection: ConnectionDelegate {
         }
         // The first head must arrive within the head timeout from the connection's start (Go's
         // ReadHeaderTimeout); a silent connection is closed without a response.
-        headDeadline = loop.now &+ EventLoop.nanoseconds(configuration.headTimeout)
+        headDeadline = loop.now &+ server.headTimeoutNanoseconds
         rearm()
     }
 
@@ -160,7 +161,7 @@ final class ServerConnection: ConnectionDelegate {
                     requestPhase = .head
                     headBytesSeen = true
                     idleDeadline = 0
-                    if headDeadline == 0 { headDeadline = loop.now &+ EventLoop.nanoseconds(configuration.headTimeout) }
+                    if headDeadline == 0 { headDeadline = loop.now &+ server.headTimeoutNanoseconds }
                     rearm()
                 }
                 let result = buffer.withSpan(offset ..< end) { exchange.head.parseRequest($0) }
@@ -232,7 +233,7 @@ final class ServerConnection: ConnectionDelegate {
                 resumeInput()
             }
         } else {
-            writeDeadline = loop.now &+ EventLoop.nanoseconds(configuration.writeProgressTimeout)
+            writeDeadline = loop.now &+ server.writeTimeoutNanoseconds
             writeQueuedAtArm = connection.queuedBytes
             rearm()
         }
@@ -249,7 +250,7 @@ final class ServerConnection: ConnectionDelegate {
             if connection.queuedBytes < writeQueuedAtArm {
                 // Progress since the deadline was armed: the client is slow, not stuck.
                 writeQueuedAtArm = connection.queuedBytes
-                writeDeadline = now &+ EventLoop.nanoseconds(configuration.writeProgressTimeout)
+                writeDeadline = now &+ server.writeTimeoutNanoseconds
             } else {
                 abortExchange(reason: .timedOut)
                 connection.close(error: .timedOut)
@@ -301,6 +302,7 @@ final class ServerConnection: ConnectionDelegate {
         self.scratch = nil
         loop.bufferPool.recycle(&scratch)
         slices.removeAll()
+        exchange.owner = nil
         server.connectionClosed(self)
     }
 
@@ -1156,7 +1158,7 @@ final class ServerConnection: ConnectionDelegate {
     }
 
     private func armBodyDeadline() {
-        bodyDeadline = loop.now &+ EventLoop.nanoseconds(configuration.bodyProgressTimeout)
+        bodyDeadline = loop.now &+ server.bodyTimeoutNanoseconds
         rearm()
     }
 
@@ -1293,7 +1295,7 @@ final class ServerConnection: ConnectionDelegate {
             return
         }
         headBytesSeen = false
-        idleDeadline = loop.now &+ EventLoop.nanoseconds(configuration.idleTimeout)
+        idleDeadline = loop.now &+ server.idleTimeoutNanoseconds
         rearm()
         if hasPendingInput || connection.isReadingPaused {
             hasPendingInput = false
@@ -1330,7 +1332,7 @@ final class ServerConnection: ConnectionDelegate {
         if handlerInvolved { finishHandlerRequest() }
         exchange.end()
         connection.shutdownOutput()
-        lingerDeadline = loop.now &+ EventLoop.nanoseconds(configuration.lingerTimeout)
+        lingerDeadline = loop.now &+ server.lingerTimeoutNanoseconds
         headDeadline = 0
         idleDeadline = 0
         bodyDeadline = 0
