@@ -59,6 +59,7 @@ let package = Package(
             dependencies: [
                 "SluiceCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),

@@ -9,6 +9,6 @@ struct SluiceCommand: ParsableCommand {
         commandName: "sluice",
         abstract: "Sluice: the Knative Serving data plane, and tools to run and debug it.",
         version: Sluice.version,
-        subcommands: [HTTPParseCommand.self]
+        subcommands: [HTTPParseCommand.self, ProxyCommand.self]
     )
 }

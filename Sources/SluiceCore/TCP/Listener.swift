@@ -7,6 +7,13 @@ import Logging
 public protocol ListenerDelegate: AnyObject {
     /// A new connection, registered on its loop; set its delegate here.
     func didAccept(_ connection: Connection)
+    /// The listener this delegate serves is registered on its loop (TCPServer calls it once per
+    /// listener), so the owner can `pause()`/`resume()` it, e.g. at a connection limit. Default: nothing.
+    func listenerDidStart(_ listener: Listener)
+}
+
+extension ListenerDelegate {
+    public func listenerDidStart(_ listener: Listener) {}
 }
 
 /// Listening-socket options.
@@ -74,6 +81,8 @@ public final class Listener: EventLoopHandler {
     public private(set) var isAccepting = true
     /// Times accepting was paused for fd exhaustion (for metrics and tests).
     public private(set) var exhaustionPauses = 0
+    /// True while the owner paused accepting with `pause()`; new connections wait in the backlog.
+    public private(set) var isPaused = false
 
     var token = HandlerToken.invalid
     private var retryTimer: TimerID?
@@ -123,6 +132,18 @@ public final class Listener: EventLoopHandler {
 
     public func closeForShutdown() { close() }
 
+    /// Stops accepting until `resume()` (e.g. at a connection limit): connections wait in the kernel
+    /// backlog instead of being accepted and reset. Costs no syscall.
+    public func pause() { isPaused = true }
+
+    /// Accepts again; connections that queued up meanwhile are accepted on the next loop turn
+    /// (edge-triggered epoll will not repeat their edge, so the listener wakes itself).
+    public func resume() {
+        guard isPaused else { return }
+        isPaused = false
+        if !isClosed { loop.wake(token) }
+    }
+
     /// Stops listening and closes the socket; connections already accepted are unaffected.
     public func close() {
         guard !isClosed else { return }
@@ -136,7 +157,7 @@ public final class Listener: EventLoopHandler {
 
     private func acceptPending() {
         var accepted = 0
-        while isAccepting && !isClosed {
+        while isAccepting && !isPaused && !isClosed {
             let fd: Int32?
             do {
                 fd = try Syscall.accept(fileDescriptor)
@@ -301,6 +322,7 @@ public final class TCPServer: Sendable {
                     let listener = try Listener(adopting: socket, on: loop, options: options, distribution: distribution)
                     listener.delegate = delegate
                     box.value = listener
+                    delegate.listenerDidStart(listener)
                 } catch {
                     loop.logger.error("cannot register listener", metadata: ["error": "\(error)"])
                 }
