@@ -14,6 +14,8 @@ let package = Package(
         .library(name: "SluiceCore", targets: ["SluiceCore"]),
         .executable(name: "autoscaler", targets: ["autoscaler"]),
         .executable(name: "sluice", targets: ["sluice"]),
+        .executable(name: "queue-proxy", targets: ["queue-proxy"]),
+        .executable(name: "sample-app", targets: ["sample-app"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -59,6 +61,22 @@ let package = Package(
             dependencies: [
                 "SluiceCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .executableTarget(
+            name: "queue-proxy",
+            dependencies: [
+                "SluiceCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .executableTarget(
+            name: "sample-app",
+            dependencies: [
+                "SluiceCore",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]

@@ -182,6 +182,23 @@ enum Syscall {
         }
     }
 
+    /// Writes all of `bytes` to a blocking descriptor (stdout, stderr, a file): short writes are
+    /// continued and EINTR retried. For log lines, not for sockets on a loop.
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws(SyscallError) {
+        var offset = 0
+        while offset < bytes.count {
+            // `offset < bytes.count`, so the pointer and length stay inside the array's storage, which
+            // lives for the whole closure.
+            let r = unsafe bytes.withUnsafeBytes { raw in
+                unsafe sluice_write(fd, raw.baseAddress! + offset, raw.count - offset)
+            }
+            if r == -Int(EINTR) { continue }
+            if r < 0 { throw SyscallError("write", errno: Int32(-r)) }
+            if r == 0 { throw SyscallError("write", errno: EIO) }
+            offset += r
+        }
+    }
+
     /// Sends one slice (send with MSG_NOSIGNAL).
     static func send(_ fd: Int32, _ slice: IOSlice) throws(SyscallError) -> IOResult {
         while true {

@@ -56,8 +56,8 @@ enum CharacterClass {
     }
 }
 
-/// ASCII bytes the codec names.
-enum ASCII {
+/// ASCII bytes the codec names (public: Serving extends it with header-matching helpers).
+public enum ASCII {
     static let cr: UInt8 = 0x0D
     static let lf: UInt8 = 0x0A
     static let sp: UInt8 = 0x20

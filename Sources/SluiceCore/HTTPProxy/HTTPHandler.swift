@@ -54,6 +54,8 @@ public struct HTTPRequestSummary: Sendable, Equatable {
     public var bytesIn: UInt64
     /// Response bytes written to the client (head and body).
     public var bytesOut: UInt64
+    /// Of those, the response body's (what Knative's request log reports as the response size).
+    public var responseBodyBytes: UInt64
     /// `EventLoop.now` when the head was complete, and when the request finished.
     public var startTime: UInt64
     public var endTime: UInt64

@@ -90,6 +90,8 @@ final class ServerConnection: ConnectionDelegate {
     private var truncated = false
     private var bytesIn: UInt64 = 0
     private var bytesOut: UInt64 = 0
+    /// Bytes of response heads (interim and final) within `bytesOut`.
+    private var responseHeadBytes: UInt64 = 0
     private var requestBodyBytes: UInt64 = 0
     private var discardBudget: UInt64 = 0
     private var handlerInvolved = false
@@ -323,6 +325,7 @@ final class ServerConnection: ConnectionDelegate {
         clientAborted = false
         truncated = false
         bytesOut = 0
+        responseHeadBytes = 0
         requestBodySent = false
         upstreamFramingBroken = false
         connectAttempts = 0
@@ -697,6 +700,7 @@ final class ServerConnection: ConnectionDelegate {
                         // Interim response (100 Continue, 103): relayed as is, then the final one follows.
                         connection.write(buffer.slice(offset ..< offset + length))
                         bytesOut &+= UInt64(length)
+                        responseHeadBytes &+= UInt64(length)
                         offset += length
                         continue
                     }
@@ -819,6 +823,7 @@ final class ServerConnection: ConnectionDelegate {
         if responseMode == .chunkify { out.append(Self.transferEncodingChunked) }
         out.append(Self.crlf)
         slices.append(out.slice(addedStart ..< out.count))
+        for slice in slices { responseHeadBytes &+= UInt64(slice.count) }
         responseStarted = true
         responsePhase = isTunnel ? .tunnel : .body
 
@@ -1096,6 +1101,7 @@ final class ServerConnection: ConnectionDelegate {
         let sendsBody = !bodiless && exchange.head.method != .head && status == response.status
         if !bodiless { HTTPSerializer.appendContentLength(UInt64(status == response.status ? response.body.count : 0), to: &serialized) }
         serialized.append(contentsOf: Self.crlf)
+        responseHeadBytes &+= UInt64(serialized.count)
         let body = sendsBody ? response.body : []
         let out = scratchBuffer(minimumFree: serialized.count + (body.count <= 4096 ? body.count : 0))
         let start = out.count
@@ -1263,6 +1269,7 @@ final class ServerConnection: ConnectionDelegate {
         handlerInvolved = false
         let summary = HTTPRequestSummary(
             status: responseStarted ? responseStatus : 0, bytesIn: bytesIn, bytesOut: bytesOut,
+            responseBodyBytes: bytesOut &- min(responseHeadBytes, bytesOut),
             startTime: exchange.startTime, endTime: loop.now, clientAborted: clientAborted, truncated: truncated,
             wasForwarded: wasForwarded)
         if requestPhase == .tunnel || responsePhase == .tunnel {

@@ -25,6 +25,9 @@ public struct QueueProxyConfig: Sendable {
     public var metricsPort: Int
     /// Prometheus request metrics port (Knative's 9091).
     public var userMetricsPort: Int
+    /// Address every port listens on (Knative listens on all interfaces: the kubelet probes and calls
+    /// the preStop hook on the pod IP). The local runtime can keep a revision on 127.0.0.1.
+    public var bindAddress: String
 
     // Traffic.
     /// CONTAINER_CONCURRENCY: in-flight limit of the breaker; 0 = unlimited (no breaker).
@@ -98,6 +101,7 @@ public struct QueueProxyConfig: Sendable {
         .init(name: "SLUICE_ADMIN_PORT", required: false, help: "admin port (default 8022)"),
         .init(name: "SLUICE_METRICS_PORT", required: false, help: "autoscaler Stat port (default 9090)"),
         .init(name: "SLUICE_USER_METRICS_PORT", required: false, help: "Prometheus request metrics port (default 9091)"),
+        .init(name: "SLUICE_BIND_ADDRESS", required: false, help: "numeric address all ports listen on (default 0.0.0.0)"),
         .init(name: "SLUICE_DRAIN_QUIET_PERIOD_SECONDS", required: false, help: "quiet period before shutdown (default 30)"),
         .init(name: "SLUICE_DRAIN_HARD_CAP_SECONDS", required: false, help: "longest shutdown (default: the revision timeout)"),
     ]
@@ -133,6 +137,10 @@ public struct QueueProxyConfig: Sendable {
         adminPort = reader.optionalPort("SLUICE_ADMIN_PORT", default: 8022)
         metricsPort = reader.optionalPort("SLUICE_METRICS_PORT", default: 9090)
         userMetricsPort = reader.optionalPort("SLUICE_USER_METRICS_PORT", default: 9091)
+        bindAddress = reader.optionalString("SLUICE_BIND_ADDRESS").flatMap { $0.isEmpty ? nil : $0 } ?? "0.0.0.0"
+        if (try? SocketAddress(host: bindAddress, port: 0)) == nil {
+            reader.report("SLUICE_BIND_ADDRESS", bindAddress, "must be a numeric IPv4 or IPv6 address")
+        }
 
         containerConcurrency = reader.requiredInt(
             "CONTAINER_CONCURRENCY", range: 0...Breaker.maximumCapacity / 10,

@@ -67,8 +67,9 @@ extension RequestHeaderView {
     }
 }
 
-/// ASCII byte helpers shared by the Serving code (header names are ASCII tokens).
-public enum ASCII {
+/// ASCII byte helpers shared by the Serving code (header names are ASCII tokens); the enum itself is the
+/// codec's (HTTP1/HTTPCharacterClasses.swift).
+extension ASCII {
     @inlinable
     public static func lowercased(_ byte: UInt8) -> UInt8 {
         (byte >= 0x41 && byte <= 0x5A) ? byte | 0x20 : byte
