@@ -2,7 +2,7 @@
 import Testing
 @testable import SluiceCore
 
-private func at(_ s: Int64) -> UnixTime { UnixTime(seconds: s) }
+private func unixAt(_ s: Int64) -> UnixTime { UnixTime(seconds: s) }
 
 @Suite("KPA reconciler rules")
 struct AutoscalingReconcilerTests {
@@ -12,9 +12,9 @@ struct AutoscalingReconcilerTests {
                       annotations: RevisionAnnotations(annotations), reachability: reachability)
     }
     static func status(_ state: ActiveState, since: Int64, initialized: Bool = true) -> PodAutoscalerStatus {
-        PodAutoscalerStatus(active: ActiveCondition(state: state, since: at(since)), scaleTargetInitialized: initialized)
+        PodAutoscalerStatus(active: ActiveCondition(state: state, since: unixAt(since)), scaleTargetInitialized: initialized)
     }
-    static let proxy = ServerlessServiceObservation(mode: .proxy, activatorEndpointsSince: at(100))
+    static let proxy = ServerlessServiceObservation(mode: .proxy, activatorEndpointsSince: unixAt(100))
 
     @Test("the last pod goes only after the grace period since the revision became inactive")
     func gracePeriod() {
@@ -22,19 +22,19 @@ struct AutoscalingReconcilerTests {
         let st = Self.status(.inactive, since: 100)
         var probes = 0
         let early = PodAutoscalerReconciler.scale(desired: 0, settings: s, status: st, serverlessService: Self.proxy,
-                                                  now: at(110)) { probes += 1; return true }
+                                                  now: unixAt(110)) { probes += 1; return true }
         #expect(early == ScaleOutcome(desired: 0, apply: false, requeueAfter: .seconds(20)))
         let late = PodAutoscalerReconciler.scale(desired: 0, settings: s, status: st, serverlessService: Self.proxy,
-                                                 now: at(130)) { probes += 1; return true }
+                                                 now: unixAt(130)) { probes += 1; return true }
         #expect(late == ScaleOutcome(desired: 0, apply: true))
         #expect(probes == 2)
     }
 
     @Test("an activator in the path for the grace period already allows scaling to zero")
     func activatorLongInPath() {
-        let sks = ServerlessServiceObservation(mode: .proxy, activatorEndpointsSince: at(50))
+        let sks = ServerlessServiceObservation(mode: .proxy, activatorEndpointsSince: unixAt(50))
         let r = PodAutoscalerReconciler.scale(desired: 0, settings: Self.settings(), status: Self.status(.inactive, since: 100),
-                                              serverlessService: sks, now: at(110)) { true }
+                                              serverlessService: sks, now: unixAt(110)) { true }
         #expect(r == ScaleOutcome(desired: 0, apply: true))
     }
 
@@ -42,14 +42,14 @@ struct AutoscalingReconcilerTests {
     func retention() {
         let s = Self.settings([:], ["autoscaling.knative.dev/scale-to-zero-pod-retention-period": "1m"])
         let st = Self.status(.inactive, since: 100)
-        let sks = ServerlessServiceObservation(mode: .proxy, activatorEndpointsSince: at(0))
-        #expect(PodAutoscalerReconciler.scale(desired: 0, settings: s, status: st, serverlessService: sks, now: at(110)) { true }
+        let sks = ServerlessServiceObservation(mode: .proxy, activatorEndpointsSince: unixAt(0))
+        #expect(PodAutoscalerReconciler.scale(desired: 0, settings: s, status: st, serverlessService: sks, now: unixAt(110)) { true }
                 == ScaleOutcome(desired: 0, apply: false, requeueAfter: .seconds(50)))
-        #expect(PodAutoscalerReconciler.scale(desired: 0, settings: s, status: st, serverlessService: sks, now: at(160)) { true }
+        #expect(PodAutoscalerReconciler.scale(desired: 0, settings: s, status: st, serverlessService: sks, now: unixAt(160)) { true }
                 == ScaleOutcome(desired: 0, apply: true))
         let unreachable = Self.settings(["scale-to-zero-pod-retention-period": "1m"], reachability: .unreachable)
         #expect(unreachable.podRetention == .zero)
-        #expect(PodAutoscalerReconciler.scale(desired: 0, settings: unreachable, status: st, serverlessService: sks, now: at(110)) { true }
+        #expect(PodAutoscalerReconciler.scale(desired: 0, settings: unreachable, status: st, serverlessService: sks, now: unixAt(110)) { true }
                 == ScaleOutcome(desired: 0, apply: true))
     }
 
@@ -57,11 +57,11 @@ struct AutoscalingReconcilerTests {
     func activatorProbe() {
         let st = Self.status(.inactive, since: 0)
         #expect(PodAutoscalerReconciler.scale(desired: 0, settings: Self.settings(), status: st, serverlessService: Self.proxy,
-                                              now: at(500)) { false }
+                                              now: unixAt(500)) { false }
                 == ScaleOutcome(desired: 0, apply: false, startActivatorProbe: true))
         var probed = false
         let r = PodAutoscalerReconciler.scale(desired: 0, settings: Self.settings(["target-burst-capacity": "-1"]), status: st,
-                                              serverlessService: Self.proxy, now: at(500)) { probed = true; return false }
+                                              serverlessService: Self.proxy, now: unixAt(500)) { probed = true; return false }
         #expect(r == ScaleOutcome(desired: 0, apply: true))
         #expect(!probed)
     }
@@ -70,11 +70,11 @@ struct AutoscalingReconcilerTests {
     func activeKeepsOnePod() {
         let st = Self.status(.active, since: 100)
         let serve = ServerlessServiceObservation(mode: .serve)
-        #expect(PodAutoscalerReconciler.scale(desired: 0, settings: Self.settings(), status: st, serverlessService: serve, now: at(130)) { true }
+        #expect(PodAutoscalerReconciler.scale(desired: 0, settings: Self.settings(), status: st, serverlessService: serve, now: unixAt(130)) { true }
                 == ScaleOutcome(desired: 1, apply: true, requeueAfter: .seconds(30)))
-        #expect(PodAutoscalerReconciler.scale(desired: 0, settings: Self.settings(), status: st, serverlessService: serve, now: at(160)) { true }
+        #expect(PodAutoscalerReconciler.scale(desired: 0, settings: Self.settings(), status: st, serverlessService: serve, now: unixAt(160)) { true }
                 == ScaleOutcome(desired: 0, apply: false))
-        #expect(PodAutoscalerReconciler.scale(desired: 0, settings: Self.settings(), status: st, serverlessService: Self.proxy, now: at(160)) { true }
+        #expect(PodAutoscalerReconciler.scale(desired: 0, settings: Self.settings(), status: st, serverlessService: Self.proxy, now: unixAt(160)) { true }
                 == ScaleOutcome(desired: 0, apply: false, requeueAfter: .seconds(3)))
     }
 
@@ -83,16 +83,16 @@ struct AutoscalingReconcilerTests {
         let s = Self.settings([:], ["serving.knative.dev/progress-deadline": "60s"])
         #expect(s.activationTimeout == .seconds(90))
         let st = Self.status(.activating, since: 0)
-        #expect(PodAutoscalerReconciler.scale(desired: 0, settings: s, status: st, serverlessService: Self.proxy, now: at(90)) { true }
+        #expect(PodAutoscalerReconciler.scale(desired: 0, settings: s, status: st, serverlessService: Self.proxy, now: unixAt(90)) { true }
                 == ScaleOutcome(desired: -1, apply: false, requeueAfter: .seconds(90)))
-        #expect(PodAutoscalerReconciler.scale(desired: 0, settings: s, status: st, serverlessService: Self.proxy, now: at(91)) { true }
+        #expect(PodAutoscalerReconciler.scale(desired: 0, settings: s, status: st, serverlessService: Self.proxy, now: unixAt(91)) { true }
                 == ScaleOutcome(desired: 0, apply: true))
     }
 
     @Test("scale to zero disabled keeps one pod")
     func scaleToZeroDisabled() {
         let r = PodAutoscalerReconciler.scale(desired: 0, settings: Self.settings(["enable-scale-to-zero": "false"]),
-                                              status: Self.status(.inactive, since: 0), serverlessService: Self.proxy, now: at(900)) { true }
+                                              status: Self.status(.inactive, since: 0), serverlessService: Self.proxy, now: unixAt(900)) { true }
         #expect(r == ScaleOutcome(desired: 1, apply: true))
     }
 
@@ -110,7 +110,7 @@ struct AutoscalingReconcilerTests {
         let state: ActiveState = desired < 0 ? .activating : .active
         let r = PodAutoscalerReconciler.scale(desired: desired, settings: Self.settings(config, annotations, reachability: reachability),
                                               status: Self.status(state, since: 0, initialized: initialized),
-                                              serverlessService: ServerlessServiceObservation(mode: .serve), now: at(10)) { true }
+                                              serverlessService: ServerlessServiceObservation(mode: .serve), now: unixAt(10)) { true }
         #expect(r.desired == expected)
         #expect(r.apply)
     }
@@ -118,7 +118,7 @@ struct AutoscalingReconcilerTests {
     @Test("an unknown desire (-1) is left alone unless the revision is activating")
     func unknownDesire() {
         let r = PodAutoscalerReconciler.scale(desired: -1, settings: Self.settings(), status: Self.status(.active, since: 0),
-                                              serverlessService: Self.proxy, now: at(10)) { true }
+                                              serverlessService: Self.proxy, now: unixAt(10)) { true }
         #expect(r == ScaleOutcome(desired: -1, apply: false))
     }
 
@@ -148,12 +148,12 @@ struct AutoscalingReconcilerTests {
         (-1, 1, .activating, .active, ""),
     ])
     func activeCondition(want: Int32, ready: Int, previous: ActiveState, expected: ActiveState, reason: String) {
-        var st = PodAutoscalerStatus(active: ActiveCondition(state: previous, since: at(0), reason: "old"),
+        var st = PodAutoscalerStatus(active: ActiveCondition(state: previous, since: unixAt(0), reason: "old"),
                                      scaleTargetInitialized: true, desiredScale: 2)
-        PodAutoscalerReconciler.computeStatus(&st, want: want, readyPods: ready, settings: Self.settings(), now: at(50))
+        PodAutoscalerReconciler.computeStatus(&st, want: want, readyPods: ready, settings: Self.settings(), now: unixAt(50))
         #expect(st.active.state == expected)
         #expect(st.active.reason == reason)
-        #expect(st.active.since == (previous == expected ? at(0) : at(50)))
+        #expect(st.active.since == (previous == expected ? unixAt(0) : unixAt(50)))
         #expect(st.actualScale == Int32(ready))
         #expect(st.desiredScale == (want == -1 ? 2 : want))
     }
@@ -164,7 +164,7 @@ struct AutoscalingReconcilerTests {
         let st = Self.status(.active, since: 0)
         let out = PodAutoscalerReconciler.reconcile(
             decider: DeciderStatus(desiredScale: 4, excessBurstCapacity: 10), spec: spec, settings: Self.settings(), status: st,
-            serverlessService: ServerlessServiceObservation(mode: .serve), readyPods: 2, currentReplicas: 2, now: at(10)) { true }
+            serverlessService: ServerlessServiceObservation(mode: .serve), readyPods: 2, currentReplicas: 2, now: unixAt(10)) { true }
         #expect(out.want == 4)
         #expect(out.patchReplicas == 4)
         #expect(out.serverlessServiceMode == .serve)
@@ -172,7 +172,7 @@ struct AutoscalingReconcilerTests {
         #expect(out.status.active.state == .active)
         let same = PodAutoscalerReconciler.reconcile(
             decider: DeciderStatus(desiredScale: 1, excessBurstCapacity: -5), spec: spec, settings: Self.settings(), status: st,
-            serverlessService: ServerlessServiceObservation(mode: .serve), readyPods: 1, currentReplicas: nil, now: at(10)) { true }
+            serverlessService: ServerlessServiceObservation(mode: .serve), readyPods: 1, currentReplicas: nil, now: unixAt(10)) { true }
         #expect(same.patchReplicas == nil)
         #expect(same.serverlessServiceMode == .proxy)
     }
