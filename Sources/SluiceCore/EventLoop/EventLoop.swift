@@ -183,19 +183,17 @@ public final class EventLoop: @unchecked Sendable {
     @discardableResult
     public func execute(_ task: sending @escaping () -> Void) -> Bool {
         let onLoop = inEventLoop
-        let (accepted, mustWake) = tasks.withLock { queue -> (Bool, Bool) in
-            if queue.closed { return (false, false) }
+        return tasks.withLock { queue -> Bool in
+            if queue.closed { return false }
             let wasEmpty = queue.items.isEmpty
             queue.items.append(LoopTask(body: task))
             // Only the producer that makes the queue non-empty signals: the loop drains the whole
             // queue under this lock, so a later producer finds it empty again and signals in turn.
-            // The write happens under the lock so that the eventfd cannot be closed underneath it.
-            let wake = wasEmpty && !onLoop
-            if wake { Syscall.eventFDSignal(wakeFD) }
-            return (true, wake)
+            // The loop itself needs no signal (it drains before its next epoll_wait). The write
+            // happens under the lock so that the eventfd cannot be closed underneath it.
+            if wasEmpty && !onLoop { Syscall.eventFDSignal(wakeFD) }
+            return true
         }
-        _ = mustWake
-        return accepted
     }
 
     /// Stops the loop from any thread: every registered handler is closed, then the thread ends.
