@@ -1,13 +1,8 @@
 // `sluice http-parse`: an operator's debugging tool that runs raw HTTP/1.1 bytes from stdin through
 // the exact parser the proxy uses and prints one JSON line per message (or the error and its offset).
 import ArgumentParser
+import Foundation
 import SluiceCore
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 struct HTTPParseCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -65,25 +60,11 @@ struct HTTPParseCommand: ParsableCommand {
     }
 
     private func printLine(_ line: String) {
-        var bytes = Array(line.utf8)
-        bytes.append(0x0A)
-        var written = 0
-        while written < bytes.count {
-            let n = bytes[written...].withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
-            if n < 0 { if errno == EINTR { continue }; return }
-            written += n
-        }
+        print(line)
     }
 
     private func readStandardInput() -> [UInt8] {
-        var data: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
-            if n > 0 { data.append(contentsOf: chunk[0..<n]); continue }
-            if n < 0 && errno == EINTR { continue }
-            return data
-        }
+        [UInt8](FileHandle.standardInput.readDataToEndOfFile())
     }
 }
 

@@ -34,7 +34,7 @@ public struct HTTPParserLimits: Sendable, Hashable {
         let cap = 1 << 28
         self.maxHeadBytes = min(max(maxHeadBytes, 16), cap)
         self.maxStartLineBytes = min(max(maxStartLineBytes, 16), cap)
-        self.maxFieldCount = min(max(maxFieldCount, 0), 1 << 16)
+        self.maxFieldCount = min(max(maxFieldCount, 1), 1 << 16)
         self.maxConnectionOptions = min(max(maxConnectionOptions, 1), 1 << 16)
         self.maxChunkLineBytes = min(max(maxChunkLineBytes, 1), cap)
         self.maxChunkExtensionBytesPerMessage = min(max(maxChunkExtensionBytesPerMessage, 0), cap)

@@ -96,9 +96,10 @@ extension HTTPHead {
         }
     }
 
-    /// Straight-line scan of a complete, valid request head. Returns false, having changed nothing
-    /// that scanLines relies on, at the first byte it does not accept, so that scanLines decides;
-    /// every check here is one scanLines makes, so both accept exactly the same heads.
+    /// Straight-line scan of a complete, valid request head. Returns `.declined`, having changed
+    /// nothing that scanLines relies on, at the first byte it does not accept, so that scanLines
+    /// decides; every check here is one scanLines makes, so both accept exactly the same heads.
+    /// `.finished` means the head is fully decided; `.scanned` leaves the field semantics to finishHead.
     enum WholeScan { case declined, scanned, finished }
 
     @unsafe
@@ -241,378 +242,378 @@ extension HTTPHead {
         _ p: UnsafePointer<UInt8>, n: Int, table: UnsafePointer<UInt8>, fields: UnsafeMutablePointer<HTTPField>?,
         isRequest: Bool
     ) -> HTTPParseResult {
-            let end = min(n, limits.maxHeadBytes)
-            let maxFields = limits.maxFieldCount
-            var phase = scan.phase
-            var pos = scan.position
-            var lineStart = scan.lineStart
-            var mark = scan.mark
-            var mark2 = scan.mark2
-            var knownMask = scan.knownMask
-            var lineLimit = Int.max
+        let end = min(n, limits.maxHeadBytes)
+        let maxFields = limits.maxFieldCount
+        var phase = scan.phase
+        var pos = scan.position
+        var lineStart = scan.lineStart
+        var mark = scan.mark
+        var mark2 = scan.mark2
+        var knownMask = scan.knownMask
+        var lineLimit = Int.max
 
-            // Classifies an unexpected byte at `i` (< window). CR needs the next byte to tell a bare CR
-            // from a CRLF in the wrong place; when it is not readable yet the caller suspends.
-            @inline(__always) func unexpected(_ i: Int, window: Int, crlf: ParseError, other: ParseError) -> ParseError? {
-                let b = unsafe p[i]
-                if b == 0 { return .nulCharacter }
-                if b == ASCII.lf { return .bareLineFeed }
-                if b == ASCII.cr {
-                    if i + 1 >= window { return nil }
-                    return unsafe p[i + 1] == ASCII.lf ? crlf : .bareCarriageReturn
-                }
-                return other
+        // Classifies an unexpected byte at `i` (< window). CR needs the next byte to tell a bare CR
+        // from a CRLF in the wrong place; when it is not readable yet the caller suspends.
+        @inline(__always) func unexpected(_ i: Int, window: Int, crlf: ParseError, other: ParseError) -> ParseError? {
+            let b = unsafe p[i]
+            if b == 0 { return .nulCharacter }
+            if b == ASCII.lf { return .bareLineFeed }
+            if b == ASCII.cr {
+                if i + 1 >= window { return nil }
+                return unsafe p[i + 1] == ASCII.lf ? crlf : .bareCarriageReturn
             }
+            return other
+        }
 
-            while true {
-                switch phase {
-                case .begin:
-                    // RFC 9112 §2.2: a server SHOULD ignore empty lines before the request line
-                    // (clients sometimes add CRLF after a POST body). CRLF only; responses get none.
-                    if isRequest {
-                        while pos < end {
-                            let b = unsafe p[pos]
-                            if b != ASCII.cr {
-                                if b == ASCII.lf { return fail(.bareLineFeed, pos) }
-                                break
-                            }
-                            if pos + 1 >= end {
-                                return suspend(.begin, pos, 0, 0, 0, need: pos + 1, lineLimit: .max, knownMask: 0)
-                            }
-                            if unsafe p[pos + 1] != ASCII.lf { return fail(.bareCarriageReturn, pos) }
-                            pos += 2
+        while true {
+            switch phase {
+            case .begin:
+                // RFC 9112 §2.2: a server SHOULD ignore empty lines before the request line
+                // (clients sometimes add CRLF after a POST body). CRLF only; responses get none.
+                if isRequest {
+                    while pos < end {
+                        let b = unsafe p[pos]
+                        if b != ASCII.cr {
+                            if b == ASCII.lf { return fail(.bareLineFeed, pos) }
+                            break
+                        }
+                        if pos + 1 >= end {
+                            return suspend(.begin, pos, 0, 0, 0, need: pos + 1, lineLimit: .max, knownMask: 0)
+                        }
+                        if unsafe p[pos + 1] != ASCII.lf { return fail(.bareCarriageReturn, pos) }
+                        pos += 2
+                    }
+                }
+                if pos >= end { return suspend(.begin, pos, 0, 0, 0, need: pos, lineLimit: .max, knownMask: 0) }
+                lineStart = pos
+                phase = isRequest ? .method : .statusVersion
+
+            case .method:
+                lineLimit = lineStart + limits.maxStartLineBytes
+                let window = min(end, lineLimit)
+                while pos < window, unsafe table[Int(p[pos])] & CharacterClass.token != 0 { pos += 1 }
+                if pos >= window {
+                    return suspend(.method, pos, lineStart, 0, 0, need: pos, lineLimit: lineLimit, knownMask: 0)
+                }
+                if unsafe p[pos] != ASCII.sp || pos == lineStart {
+                    if unsafe p[pos] == ASCII.sp { return fail(.invalidMethod, pos) }
+                    guard let e = unexpected(pos, window: window, crlf: .malformedRequestLine, other: .invalidMethod) else {
+                        return suspend(.method, pos, lineStart, 0, 0, need: pos + 1, lineLimit: lineLimit, knownMask: 0)
+                    }
+                    return fail(e, pos)
+                }
+                mark = pos
+                method = unsafe HTTPHead.knownMethod(p + lineStart, pos - lineStart)
+                pos += 1
+                phase = .target
+
+            case .target:
+                lineLimit = lineStart + limits.maxStartLineBytes
+                let window = min(end, lineLimit)
+                // Unrolled by four: targets are the longest part of most request lines.
+                while pos + 4 <= window {
+                    let ok = unsafe table[Int(p[pos])] & table[Int(p[pos + 1])]
+                        & table[Int(p[pos + 2])] & table[Int(p[pos + 3])] & CharacterClass.target
+                    if ok == 0 { break }
+                    pos += 4
+                }
+                while pos < window, unsafe table[Int(p[pos])] & CharacterClass.target != 0 { pos += 1 }
+                if pos >= window {
+                    return suspend(.target, pos, lineStart, mark, 0, need: pos, lineLimit: lineLimit, knownMask: 0)
+                }
+                let b = unsafe p[pos]
+                if b == ASCII.sp {
+                    if pos == mark + 1 { return fail(.invalidTarget, pos) }
+                    mark2 = pos
+                    pos += 1
+                    phase = .version
+                    continue
+                }
+                if b == ASCII.hash { return fail(.fragmentInTarget, pos) }
+                guard let e = unexpected(pos, window: window, crlf: .malformedRequestLine, other: .invalidTarget) else {
+                    return suspend(.target, pos, lineStart, mark, 0, need: pos + 1, lineLimit: lineLimit, knownMask: 0)
+                }
+                return fail(e, pos)
+
+            case .version, .statusVersion:
+                // "HTTP/" DIGIT "." DIGIT, then CRLF (request) or SP (status line).
+                lineLimit = lineStart + limits.maxStartLineBytes
+                let window = min(end, lineLimit)
+                let versionStart = phase == .version ? mark2 + 1 : lineStart
+                let isRequestLine = phase == .version
+                // Fast path: the whole "HTTP/1.x" CRLF (or SP) is readable; one load decides.
+                if pos == versionStart && pos + 10 <= window {
+                    // Invariant: pos + 10 <= window <= n.
+                    let word = unsafe UnsafeRawPointer(p + pos).loadUnaligned(as: UInt64.self)
+                    let known: HTTPVersion? = word == 0x312e_312f_5054_5448 ? .http11 : word == 0x302e_312f_5054_5448 ? .http10 : nil
+                    if let known {
+                        if isRequestLine, unsafe p[pos + 8] == ASCII.cr && p[pos + 9] == ASCII.lf {
+                            version = known
+                            pos += 10
+                            startLine = lineStart..<pos
+                            methodRange = lineStart..<mark
+                            target = (mark + 1)..<mark2
+                            if let e = unsafe classifyTarget(p, table) { return fail(e, mark + 1) }
+                            phase = .lineStart
+                            continue
+                        }
+                        if !isRequestLine, unsafe p[pos + 8] == ASCII.sp {
+                            version = known
+                            pos += 9
+                            mark = pos
+                            phase = .statusCode
+                            continue
                         }
                     }
-                    if pos >= end { return suspend(.begin, pos, 0, 0, 0, need: pos, lineLimit: .max, knownMask: 0) }
-                    lineStart = pos
-                    phase = isRequest ? .method : .statusVersion
-
-                case .method:
-                    lineLimit = lineStart + limits.maxStartLineBytes
-                    let window = min(end, lineLimit)
-                    while pos < window, unsafe table[Int(p[pos])] & CharacterClass.token != 0 { pos += 1 }
-                    if pos >= window {
-                        return suspend(.method, pos, lineStart, 0, 0, need: pos, lineLimit: lineLimit, knownMask: 0)
+                }
+                while pos < window {
+                    let i = pos - versionStart
+                    let b = unsafe p[pos]
+                    var good: Bool
+                    switch i {
+                    case 0: good = b == 0x48  // H
+                    case 1, 2: good = b == 0x54  // T
+                    case 3: good = b == 0x50  // P
+                    case 4: good = b == ASCII.slash
+                    case 5, 7: good = ASCII.isDigit(b)
+                    case 6: good = b == 0x2E  // .
+                    default:
+                        good = true
                     }
-                    if unsafe p[pos] != ASCII.sp || pos == lineStart {
-                        if unsafe p[pos] == ASCII.sp { return fail(.invalidMethod, pos) }
-                        guard let e = unexpected(pos, window: window, crlf: .malformedRequestLine, other: .invalidMethod) else {
-                            return suspend(.method, pos, lineStart, 0, 0, need: pos + 1, lineLimit: lineLimit, knownMask: 0)
+                    if !good {
+                        let malformed: ParseError = isRequestLine ? .malformedRequestLine : .malformedStatusLine
+                        guard let e = unexpected(pos, window: window, crlf: malformed, other: .invalidVersion) else {
+                            return suspend(phase, pos, lineStart, mark, mark2, need: pos + 1, lineLimit: lineLimit, knownMask: 0)
                         }
                         return fail(e, pos)
                     }
-                    mark = pos
-                    method = unsafe HTTPHead.knownMethod(p + lineStart, pos - lineStart)
-                    pos += 1
-                    phase = .target
-
-                case .target:
-                    lineLimit = lineStart + limits.maxStartLineBytes
-                    let window = min(end, lineLimit)
-                    // Unrolled by four: targets are the longest part of most request lines.
-                    while pos + 4 <= window {
-                        let ok = unsafe table[Int(p[pos])] & table[Int(p[pos + 1])]
-                            & table[Int(p[pos + 2])] & table[Int(p[pos + 3])] & CharacterClass.target
-                        if ok == 0 { break }
-                        pos += 4
+                    if i == 7 {
+                        let major = unsafe p[versionStart + 5]
+                        if major != 0x31 || b > 0x31 { return fail(.unsupportedVersion, versionStart) }
+                        version = b == 0x30 ? .http10 : .http11
                     }
-                    while pos < window, unsafe table[Int(p[pos])] & CharacterClass.target != 0 { pos += 1 }
-                    if pos >= window {
-                        return suspend(.target, pos, lineStart, mark, 0, need: pos, lineLimit: lineLimit, knownMask: 0)
-                    }
-                    let b = unsafe p[pos]
-                    if b == ASCII.sp {
-                        if pos == mark + 1 { return fail(.invalidTarget, pos) }
-                        mark2 = pos
-                        pos += 1
-                        phase = .version
-                        continue
-                    }
-                    if b == ASCII.hash { return fail(.fragmentInTarget, pos) }
-                    guard let e = unexpected(pos, window: window, crlf: .malformedRequestLine, other: .invalidTarget) else {
-                        return suspend(.target, pos, lineStart, mark, 0, need: pos + 1, lineLimit: lineLimit, knownMask: 0)
-                    }
-                    return fail(e, pos)
-
-                case .version, .statusVersion:
-                    // "HTTP/" DIGIT "." DIGIT, then CRLF (request) or SP (status line).
-                    lineLimit = lineStart + limits.maxStartLineBytes
-                    let window = min(end, lineLimit)
-                    let versionStart = phase == .version ? mark2 + 1 : lineStart
-                    let isRequestLine = phase == .version
-                    // Fast path: the whole "HTTP/1.x" CRLF (or SP) is readable; one load decides.
-                    if pos == versionStart && pos + 10 <= window {
-                        // Invariant: pos + 10 <= window <= n.
-                        let word = unsafe UnsafeRawPointer(p + pos).loadUnaligned(as: UInt64.self)
-                        let known: HTTPVersion? = word == 0x312e_312f_5054_5448 ? .http11 : word == 0x302e_312f_5054_5448 ? .http10 : nil
-                        if let known {
-                            if isRequestLine, unsafe p[pos + 8] == ASCII.cr && p[pos + 9] == ASCII.lf {
-                                version = known
-                                pos += 10
-                                startLine = lineStart..<pos
-                                methodRange = lineStart..<mark
-                                target = (mark + 1)..<mark2
-                                if let e = unsafe classifyTarget(p, table) { return fail(e, mark + 1) }
-                                phase = .lineStart
-                                continue
-                            }
-                            if !isRequestLine, unsafe p[pos + 8] == ASCII.sp {
-                                version = known
-                                pos += 9
-                                mark = pos
-                                phase = .statusCode
-                                continue
-                            }
-                        }
-                    }
-                    while pos < window {
-                        let i = pos - versionStart
-                        let b = unsafe p[pos]
-                        var good: Bool
-                        switch i {
-                        case 0: good = b == 0x48  // H
-                        case 1, 2: good = b == 0x54  // T
-                        case 3: good = b == 0x50  // P
-                        case 4: good = b == ASCII.slash
-                        case 5, 7: good = ASCII.isDigit(b)
-                        case 6: good = b == 0x2E  // .
-                        default:
-                            good = true
-                        }
-                        if !good {
-                            let malformed: ParseError = isRequestLine ? .malformedRequestLine : .malformedStatusLine
-                            guard let e = unexpected(pos, window: window, crlf: malformed, other: .invalidVersion) else {
+                    if i < 8 { pos += 1; continue }
+                    if !isRequestLine {
+                        if b != ASCII.sp {
+                            guard let e = unexpected(pos, window: window, crlf: .malformedStatusLine, other: .malformedStatusLine) else {
                                 return suspend(phase, pos, lineStart, mark, mark2, need: pos + 1, lineLimit: lineLimit, knownMask: 0)
                             }
                             return fail(e, pos)
                         }
-                        if i == 7 {
-                            let major = unsafe p[versionStart + 5]
-                            if major != 0x31 || b > 0x31 { return fail(.unsupportedVersion, versionStart) }
-                            version = b == 0x30 ? .http10 : .http11
-                        }
-                        if i < 8 { pos += 1; continue }
-                        if !isRequestLine {
-                            if b != ASCII.sp {
-                                guard let e = unexpected(pos, window: window, crlf: .malformedStatusLine, other: .malformedStatusLine) else {
-                                    return suspend(phase, pos, lineStart, mark, mark2, need: pos + 1, lineLimit: lineLimit, knownMask: 0)
-                                }
-                                return fail(e, pos)
-                            }
-                            pos += 1
-                            mark = pos
-                            phase = .statusCode
-                            break
-                        }
-                        if i == 8 {
-                            if b != ASCII.cr {
-                                guard let e = unexpected(pos, window: window, crlf: .invalidVersion, other: .invalidVersion) else {
-                                    return suspend(phase, pos, lineStart, mark, mark2, need: pos + 1, lineLimit: lineLimit, knownMask: 0)
-                                }
-                                return fail(e, pos)
-                            }
-                            pos += 1
-                            continue
-                        }
-                        // i == 9: the LF of the request line's CRLF.
-                        if b != ASCII.lf { return fail(.bareCarriageReturn, pos - 1) }
                         pos += 1
-                        startLine = lineStart..<pos
-                        methodRange = lineStart..<mark
-                        target = (mark + 1)..<mark2
-                        if let e = unsafe classifyTarget(p, table) { return fail(e, mark + 1) }
-                        phase = .lineStart
+                        mark = pos
+                        phase = .statusCode
                         break
                     }
-                    if phase == .version || phase == .statusVersion {
-                        return suspend(phase, pos, lineStart, mark, mark2, need: pos, lineLimit: lineLimit, knownMask: 0)
-                    }
-
-                case .statusCode:
-                    // 3DIGIT, then SP or (leniency shared by every major client) CRLF with no reason.
-                    lineLimit = lineStart + limits.maxStartLineBytes
-                    let window = min(end, lineLimit)
-                    while pos < window {
-                        let i = pos - mark
-                        let b = unsafe p[pos]
-                        if i < 3 {
-                            if !ASCII.isDigit(b) || (i == 0 && (b < 0x31 || b > 0x35)) {
-                                if ASCII.isDigit(b) { return fail(.invalidStatusCode, mark) }
-                                guard let e = unexpected(pos, window: window, crlf: .malformedStatusLine, other: .malformedStatusLine) else {
-                                    return suspend(.statusCode, pos, lineStart, mark, 0, need: pos + 1, lineLimit: lineLimit, knownMask: 0)
-                                }
-                                return fail(e, pos)
+                    if i == 8 {
+                        if b != ASCII.cr {
+                            guard let e = unexpected(pos, window: window, crlf: .invalidVersion, other: .invalidVersion) else {
+                                return suspend(phase, pos, lineStart, mark, mark2, need: pos + 1, lineLimit: lineLimit, knownMask: 0)
                             }
-                            pos += 1
-                            continue
+                            return fail(e, pos)
                         }
-                        if b == ASCII.sp {
-                            pos += 1
-                        } else if b != ASCII.cr {
+                        pos += 1
+                        continue
+                    }
+                    // i == 9: the LF of the request line's CRLF.
+                    if b != ASCII.lf { return fail(.bareCarriageReturn, pos - 1) }
+                    pos += 1
+                    startLine = lineStart..<pos
+                    methodRange = lineStart..<mark
+                    target = (mark + 1)..<mark2
+                    if let e = unsafe classifyTarget(p, table) { return fail(e, mark + 1) }
+                    phase = .lineStart
+                    break
+                }
+                if phase == .version || phase == .statusVersion {
+                    return suspend(phase, pos, lineStart, mark, mark2, need: pos, lineLimit: lineLimit, knownMask: 0)
+                }
+
+            case .statusCode:
+                // 3DIGIT, then SP or (leniency shared by every major client) CRLF with no reason.
+                lineLimit = lineStart + limits.maxStartLineBytes
+                let window = min(end, lineLimit)
+                while pos < window {
+                    let i = pos - mark
+                    let b = unsafe p[pos]
+                    if i < 3 {
+                        if !ASCII.isDigit(b) || (i == 0 && (b < 0x31 || b > 0x35)) {
+                            if ASCII.isDigit(b) { return fail(.invalidStatusCode, mark) }
                             guard let e = unexpected(pos, window: window, crlf: .malformedStatusLine, other: .malformedStatusLine) else {
                                 return suspend(.statusCode, pos, lineStart, mark, 0, need: pos + 1, lineLimit: lineLimit, knownMask: 0)
                             }
                             return fail(e, pos)
                         }
-                        status = unsafe Int(p[mark] &- 0x30) * 100 + Int(p[mark + 1] &- 0x30) * 10 + Int(p[mark + 2] &- 0x30)
-                        mark2 = pos
-                        phase = .reason
-                        break
+                        pos += 1
+                        continue
                     }
-                    if phase == .statusCode {
-                        return suspend(.statusCode, pos, lineStart, mark, 0, need: pos, lineLimit: lineLimit, knownMask: 0)
-                    }
-
-                case .reason:
-                    lineLimit = lineStart + limits.maxStartLineBytes
-                    let window = min(end, lineLimit)
-                    while pos < window, unsafe table[Int(p[pos])] & CharacterClass.fieldValue != 0 { pos += 1 }
-                    if pos >= window {
-                        return suspend(.reason, pos, lineStart, mark, mark2, need: pos, lineLimit: lineLimit, knownMask: 0)
-                    }
-                    if unsafe p[pos] != ASCII.cr {
-                        guard let e = unexpected(pos, window: window, crlf: .invalidReasonPhrase, other: .invalidReasonPhrase) else {
-                            return suspend(.reason, pos, lineStart, mark, mark2, need: pos + 1, lineLimit: lineLimit, knownMask: 0)
+                    if b == ASCII.sp {
+                        pos += 1
+                    } else if b != ASCII.cr {
+                        guard let e = unexpected(pos, window: window, crlf: .malformedStatusLine, other: .malformedStatusLine) else {
+                            return suspend(.statusCode, pos, lineStart, mark, 0, need: pos + 1, lineLimit: lineLimit, knownMask: 0)
                         }
                         return fail(e, pos)
                     }
-                    if pos + 1 >= window {
+                    status = unsafe Int(p[mark] &- 0x30) * 100 + Int(p[mark + 1] &- 0x30) * 10 + Int(p[mark + 2] &- 0x30)
+                    mark2 = pos
+                    phase = .reason
+                    break
+                }
+                if phase == .statusCode {
+                    return suspend(.statusCode, pos, lineStart, mark, 0, need: pos, lineLimit: lineLimit, knownMask: 0)
+                }
+
+            case .reason:
+                lineLimit = lineStart + limits.maxStartLineBytes
+                let window = min(end, lineLimit)
+                while pos < window, unsafe table[Int(p[pos])] & CharacterClass.fieldValue != 0 { pos += 1 }
+                if pos >= window {
+                    return suspend(.reason, pos, lineStart, mark, mark2, need: pos, lineLimit: lineLimit, knownMask: 0)
+                }
+                if unsafe p[pos] != ASCII.cr {
+                    guard let e = unexpected(pos, window: window, crlf: .invalidReasonPhrase, other: .invalidReasonPhrase) else {
                         return suspend(.reason, pos, lineStart, mark, mark2, need: pos + 1, lineLimit: lineLimit, knownMask: 0)
                     }
-                    if unsafe p[pos + 1] != ASCII.lf { return fail(.bareCarriageReturn, pos) }
-                    reason = mark2..<pos
-                    pos += 2
-                    startLine = lineStart..<pos
-                    methodRange = 0..<0
-                    target = 0..<0
-                    method = .other
-                    phase = .lineStart
-
-                case .lineStart:
-                    if pos >= end {
-                        return suspend(.lineStart, pos, pos, 0, 0, need: pos, lineLimit: .max, knownMask: knownMask)
-                    }
-                    let b = unsafe p[pos]
-                    if b == ASCII.cr {
-                        if pos + 1 >= end {
-                            return suspend(.lineStart, pos, pos, 0, 0, need: pos + 1, lineLimit: .max, knownMask: knownMask)
-                        }
-                        if unsafe p[pos + 1] != ASCII.lf { return fail(.bareCarriageReturn, pos) }
-                        headLength = pos + 2
-                        scan.phase = .done
-                        scan.knownMask = knownMask
-                        return .complete(headLength)
-                    }
-                    if b == ASCII.lf { return fail(.bareLineFeed, pos) }
-                    if b == ASCII.sp || b == ASCII.htab {
-                        return fail(fieldCount == 0 ? .whitespaceAfterStartLine : .obsFold, pos)
-                    }
-                    if fieldCount >= maxFields { return fail(.tooManyFields, pos) }
-                    lineStart = pos
-                    phase = .name
-
-                case .name:
-                    while pos + 4 <= end {
-                        let ok = unsafe table[Int(p[pos])] & table[Int(p[pos + 1])]
-                            & table[Int(p[pos + 2])] & table[Int(p[pos + 3])] & CharacterClass.token
-                        if ok == 0 { break }
-                        pos += 4
-                    }
-                    while pos < end, unsafe table[Int(p[pos])] & CharacterClass.token != 0 { pos += 1 }
-                    if pos >= end {
-                        return suspend(.name, pos, lineStart, 0, 0, need: pos, lineLimit: .max, knownMask: knownMask)
-                    }
-                    let b = unsafe p[pos]
-                    if b == ASCII.colon {
-                        if pos == lineStart { return fail(.emptyFieldName, pos) }
-                        mark = pos
-                        pos += 1
-                        phase = .value
-                        continue
-                    }
-                    if b == ASCII.sp || b == ASCII.htab { return fail(.whitespaceBeforeColon, pos) }
-                    guard let e = unexpected(pos, window: end, crlf: .missingColon, other: .invalidFieldName) else {
-                        return suspend(.name, pos, lineStart, 0, 0, need: pos + 1, lineLimit: .max, knownMask: knownMask)
-                    }
                     return fail(e, pos)
-
-                case .value:
-                    // Find the first byte below 0x20 or equal to 0x7F, eight at a time. Subtracting
-                    // 0x20 from each byte borrows only out of a byte that is below 0x20, so the lowest
-                    // flagged byte is exact (higher flags may be borrow artefacts; they are ignored).
-                    let ones: UInt64 = 0x0101_0101_0101_0101
-                    let highs: UInt64 = 0x8080_8080_8080_8080
-                    var q = pos
-                    var found = false
-                    // Sixteen bytes per round while no byte needs a closer look.
-                    while q + 16 <= end {
-                        // Invariant: q + 16 <= end <= n.
-                        let w1 = unsafe UnsafeRawPointer(p + q).loadUnaligned(as: UInt64.self)
-                        let w2 = unsafe UnsafeRawPointer(p + q + 8).loadUnaligned(as: UInt64.self)
-                        let x1 = w1 ^ (ones &* 0x7F)
-                        let x2 = w2 ^ (ones &* 0x7F)
-                        let flagged = ((w1 &- ones &* 0x20) & ~w1) | ((x1 &- ones) & ~x1)
-                            | ((w2 &- ones &* 0x20) & ~w2) | ((x2 &- ones) & ~x2)
-                        if flagged & highs != 0 { break }
-                        q += 16
-                    }
-                    while q + 8 <= end {
-                        // Invariant: q + 8 <= end <= n, so the eight bytes are inside the buffer.
-                        let w = unsafe UnsafeRawPointer(p + q).loadUnaligned(as: UInt64.self)
-                        let below = (w &- ones &* 0x20) & ~w & highs
-                        let x = w ^ (ones &* 0x7F)
-                        let del = (x &- ones) & ~x & highs
-                        let m = below | del
-                        if m != 0 {
-                            q += m.littleEndian.trailingZeroBitCount >> 3
-                            found = true
-                            break
-                        }
-                        q += 8
-                    }
-                    if !found {
-                        while q < end {
-                            let c = unsafe p[q]
-                            if c < 0x20 || c == 0x7F { found = true; break }
-                            q += 1
-                        }
-                    }
-                    if !found {
-                        return suspend(.value, q, lineStart, mark, 0, need: q, lineLimit: .max, knownMask: knownMask)
-                    }
-                    let c = unsafe p[q]
-                    if c == ASCII.htab { pos = q + 1; continue }
-                    if c != ASCII.cr {
-                        // Not CR, so `unexpected` never needs the next byte here.
-                        return fail(unexpected(q, window: end, crlf: .controlCharacterInValue, other: .controlCharacterInValue) ?? .controlCharacterInValue, q)
-                    }
-                    if q + 1 >= end {
-                        return suspend(.value, q, lineStart, mark, 0, need: q + 1, lineLimit: .max, knownMask: knownMask)
-                    }
-                    if unsafe p[q + 1] != ASCII.lf { return fail(.bareCarriageReturn, q) }
-                    // Trim OWS on both sides of the value.
-                    var vs = mark + 1
-                    while vs < q, unsafe p[vs] == ASCII.sp || p[vs] == ASCII.htab { vs += 1 }
-                    var ve = q
-                    while ve > vs, unsafe p[ve - 1] == ASCII.sp || p[ve - 1] == ASCII.htab { ve -= 1 }
-                    let known = unsafe HTTPHead.classifyName(p + lineStart, mark - lineStart)
-                    knownMask |= 1 << UInt32(known)
-                    // Invariant: fieldCount < maxFields == storage.count (checked at .lineStart).
-                    unsafe fields.unsafelyUnwrapped[fieldCount] = HTTPField(
-                            lineStart: UInt32(truncatingIfNeeded: lineStart),
-                            nameLength: UInt32(truncatingIfNeeded: mark - lineStart),
-                            valueStart: UInt32(truncatingIfNeeded: vs),
-                            valueLength: UInt32(truncatingIfNeeded: ve - vs),
-                            lineLength: UInt32(truncatingIfNeeded: q + 2 - lineStart),
-                            knownRaw: known, flags: 0)
-                    fieldCount += 1
-                    pos = q + 2
-                    phase = .lineStart
-
-                case .done:
-                    return .incomplete
                 }
+                if pos + 1 >= window {
+                    return suspend(.reason, pos, lineStart, mark, mark2, need: pos + 1, lineLimit: lineLimit, knownMask: 0)
+                }
+                if unsafe p[pos + 1] != ASCII.lf { return fail(.bareCarriageReturn, pos) }
+                reason = mark2..<pos
+                pos += 2
+                startLine = lineStart..<pos
+                methodRange = 0..<0
+                target = 0..<0
+                method = .other
+                phase = .lineStart
+
+            case .lineStart:
+                if pos >= end {
+                    return suspend(.lineStart, pos, pos, 0, 0, need: pos, lineLimit: .max, knownMask: knownMask)
+                }
+                let b = unsafe p[pos]
+                if b == ASCII.cr {
+                    if pos + 1 >= end {
+                        return suspend(.lineStart, pos, pos, 0, 0, need: pos + 1, lineLimit: .max, knownMask: knownMask)
+                    }
+                    if unsafe p[pos + 1] != ASCII.lf { return fail(.bareCarriageReturn, pos) }
+                    headLength = pos + 2
+                    scan.phase = .done
+                    scan.knownMask = knownMask
+                    return .complete(headLength)
+                }
+                if b == ASCII.lf { return fail(.bareLineFeed, pos) }
+                if b == ASCII.sp || b == ASCII.htab {
+                    return fail(fieldCount == 0 ? .whitespaceAfterStartLine : .obsFold, pos)
+                }
+                if fieldCount >= maxFields { return fail(.tooManyFields, pos) }
+                lineStart = pos
+                phase = .name
+
+            case .name:
+                while pos + 4 <= end {
+                    let ok = unsafe table[Int(p[pos])] & table[Int(p[pos + 1])]
+                        & table[Int(p[pos + 2])] & table[Int(p[pos + 3])] & CharacterClass.token
+                    if ok == 0 { break }
+                    pos += 4
+                }
+                while pos < end, unsafe table[Int(p[pos])] & CharacterClass.token != 0 { pos += 1 }
+                if pos >= end {
+                    return suspend(.name, pos, lineStart, 0, 0, need: pos, lineLimit: .max, knownMask: knownMask)
+                }
+                let b = unsafe p[pos]
+                if b == ASCII.colon {
+                    if pos == lineStart { return fail(.emptyFieldName, pos) }
+                    mark = pos
+                    pos += 1
+                    phase = .value
+                    continue
+                }
+                if b == ASCII.sp || b == ASCII.htab { return fail(.whitespaceBeforeColon, pos) }
+                guard let e = unexpected(pos, window: end, crlf: .missingColon, other: .invalidFieldName) else {
+                    return suspend(.name, pos, lineStart, 0, 0, need: pos + 1, lineLimit: .max, knownMask: knownMask)
+                }
+                return fail(e, pos)
+
+            case .value:
+                // Find the first byte below 0x20 or equal to 0x7F, eight at a time. Subtracting
+                // 0x20 from each byte borrows only out of a byte that is below 0x20, so the lowest
+                // flagged byte is exact (higher flags may be borrow artefacts; they are ignored).
+                let ones: UInt64 = 0x0101_0101_0101_0101
+                let highs: UInt64 = 0x8080_8080_8080_8080
+                var q = pos
+                var found = false
+                // Sixteen bytes per round while no byte needs a closer look.
+                while q + 16 <= end {
+                    // Invariant: q + 16 <= end <= n.
+                    let w1 = unsafe UnsafeRawPointer(p + q).loadUnaligned(as: UInt64.self)
+                    let w2 = unsafe UnsafeRawPointer(p + q + 8).loadUnaligned(as: UInt64.self)
+                    let x1 = w1 ^ (ones &* 0x7F)
+                    let x2 = w2 ^ (ones &* 0x7F)
+                    let flagged = ((w1 &- ones &* 0x20) & ~w1) | ((x1 &- ones) & ~x1)
+                        | ((w2 &- ones &* 0x20) & ~w2) | ((x2 &- ones) & ~x2)
+                    if flagged & highs != 0 { break }
+                    q += 16
+                }
+                while q + 8 <= end {
+                    // Invariant: q + 8 <= end <= n, so the eight bytes are inside the buffer.
+                    let w = unsafe UnsafeRawPointer(p + q).loadUnaligned(as: UInt64.self)
+                    let below = (w &- ones &* 0x20) & ~w & highs
+                    let x = w ^ (ones &* 0x7F)
+                    let del = (x &- ones) & ~x & highs
+                    let m = below | del
+                    if m != 0 {
+                        q += m.littleEndian.trailingZeroBitCount >> 3
+                        found = true
+                        break
+                    }
+                    q += 8
+                }
+                if !found {
+                    while q < end {
+                        let c = unsafe p[q]
+                        if c < 0x20 || c == 0x7F { found = true; break }
+                        q += 1
+                    }
+                }
+                if !found {
+                    return suspend(.value, q, lineStart, mark, 0, need: q, lineLimit: .max, knownMask: knownMask)
+                }
+                let c = unsafe p[q]
+                if c == ASCII.htab { pos = q + 1; continue }
+                if c != ASCII.cr {
+                    // Not CR, so `unexpected` never needs the next byte here.
+                    return fail(unexpected(q, window: end, crlf: .controlCharacterInValue, other: .controlCharacterInValue) ?? .controlCharacterInValue, q)
+                }
+                if q + 1 >= end {
+                    return suspend(.value, q, lineStart, mark, 0, need: q + 1, lineLimit: .max, knownMask: knownMask)
+                }
+                if unsafe p[q + 1] != ASCII.lf { return fail(.bareCarriageReturn, q) }
+                // Trim OWS on both sides of the value.
+                var vs = mark + 1
+                while vs < q, unsafe p[vs] == ASCII.sp || p[vs] == ASCII.htab { vs += 1 }
+                var ve = q
+                while ve > vs, unsafe p[ve - 1] == ASCII.sp || p[ve - 1] == ASCII.htab { ve -= 1 }
+                let known = unsafe HTTPHead.classifyName(p + lineStart, mark - lineStart)
+                knownMask |= 1 << UInt32(known)
+                // Invariant: fieldCount < maxFields == storage.count (checked at .lineStart).
+                unsafe fields.unsafelyUnwrapped[fieldCount] = HTTPField(
+                        lineStart: UInt32(truncatingIfNeeded: lineStart),
+                        nameLength: UInt32(truncatingIfNeeded: mark - lineStart),
+                        valueStart: UInt32(truncatingIfNeeded: vs),
+                        valueLength: UInt32(truncatingIfNeeded: ve - vs),
+                        lineLength: UInt32(truncatingIfNeeded: q + 2 - lineStart),
+                        knownRaw: known, flags: 0)
+                fieldCount += 1
+                pos = q + 2
+                phase = .lineStart
+
+            case .done:
+                return .incomplete
             }
+        }
     }
 
     /// Recognises the methods the server and proxy treat specially (methods are case-sensitive).
