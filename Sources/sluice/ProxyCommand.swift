@@ -47,6 +47,9 @@ struct ProxyCommand: ParsableCommand {
     @Option(name: .customLong("max-connections"), help: "Client connections across all loops. Default: (RLIMIT_NOFILE - 64) / 2.")
     var maxConnections: Int?
 
+    @Option(name: .customLong("buffer-size"), help: "Bytes per read buffer (KiB-aligned, 4096-1048576); larger buffers mean fewer, larger reads and sends for big bodies.")
+    var bufferSize: Int = 64 * 1024
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -67,6 +70,7 @@ struct ProxyConfiguration {
     var loops: Int
     var drainTimeout: Duration
     var logLevel: Logger.Level
+    var bufferSize: Int
     var server: HTTPServerConfiguration
     var client: HTTPClientConfiguration
     var timeouts: HTTPRequestTimeouts
@@ -82,6 +86,10 @@ struct ProxyConfiguration {
             throw ValidationError("--log-level: '\(command.logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
         }
         logLevel = level
+        guard command.bufferSize >= 4096, command.bufferSize <= 1 << 20, command.bufferSize % 1024 == 0 else {
+            throw ValidationError("--buffer-size: \(command.bufferSize) is not a multiple of 1024 between 4096 and 1048576")
+        }
+        bufferSize = command.bufferSize
         server = HTTPServerConfiguration()
         server.headTimeout = try Self.duration(command.headTimeout, option: "--head-timeout", allowZero: false)
         server.idleTimeout = try Self.duration(command.idleTimeout, option: "--idle-timeout", allowZero: false)
@@ -139,7 +147,10 @@ func runProxy(_ configuration: ProxyConfiguration) throws {
     let logger = Logger(label: "sluice.proxy")
     // Before any thread exists, so every loop thread inherits the mask and signals reach the signalfd.
     try SignalSource.block([SIGTERM, SIGINT])
-    let group = try EventLoopGroup(loopCount: configuration.loops, logger: Logger(label: "sluice.eventloop"))
+    var loopConfiguration = EventLoop.Configuration()
+    loopConfiguration.bufferSize = configuration.bufferSize
+    let group = try EventLoopGroup(loopCount: configuration.loops, configuration: loopConfiguration,
+                                   logger: Logger(label: "sluice.eventloop"))
     let upstream = HTTPUpstream(address: configuration.upstream, configuration: configuration.client)
     let timeouts = configuration.timeouts
     let server: HTTPServer
