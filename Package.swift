@@ -86,5 +86,11 @@ let package = Package(
             dependencies: ["SluiceCore", "foundation-test-helper"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // Starts the real binaries (queue-proxy, sample-app) as child processes; `swift build` builds them.
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["SluiceCore"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
     ]
 )

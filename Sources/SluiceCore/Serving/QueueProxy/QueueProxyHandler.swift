@@ -190,8 +190,8 @@ public final class QueueProxyHandler: HTTPHandler {
     }
 
     public func upgradeEnded(_ exchange: HTTPExchange) {
+        // requestFinished follows and ends the request itself.
         state.upgradedConnections -= 1
-        state.requestEnded()
     }
 
     // MARK: helpers

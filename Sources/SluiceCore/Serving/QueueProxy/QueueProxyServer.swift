@@ -33,7 +33,7 @@ final class QueueProxyState {
     var prober: ReadinessProber
     let probeRunner: ReadinessProbeRunner
 
-    /// Serving-port requests between `handleRequest` and `requestFinished`.
+    /// Serving-port requests between `handleRequest` and `requestFinished` (upgraded ones included).
     var activeRequests = 0
     /// Upgraded (hijacked) connections open now.
     var upgradedConnections = 0
@@ -206,7 +206,8 @@ final class QueueProxyState {
     }
 
     private func advanceDrain() {
-        apply(drain.advance(at: now, inFlightRequests: activeRequests, upgradedConnections: upgradedConnections))
+        // Upgraded connections are still requests until their tunnel closes; the machine counts them apart.
+        apply(drain.advance(at: now, inFlightRequests: activeRequests - upgradedConnections, upgradedConnections: upgradedConnections))
     }
 
     private func apply(_ effects: DrainStateMachine.Effects) {
