@@ -299,7 +299,8 @@ extension ServerConnection {
         if handlerInvolved { finishHandlerRequest() }
         exchange.end()
         connection.shutdownOutput()
-        lingerDeadline = loop.now &+ server.lingerTimeoutNanoseconds
+        lingerEnd = loop.now &+ server.lingerTotalNanoseconds
+        lingerDeadline = min(loop.now &+ server.lingerTimeoutNanoseconds, lingerEnd)
         headDeadline = 0
         idleDeadline = 0
         bodyDeadline = 0

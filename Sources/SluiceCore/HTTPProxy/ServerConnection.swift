@@ -105,6 +105,8 @@ final class ServerConnection: ConnectionDelegate {
     var writeDeadline: UInt64 = 0
     var writeQueuedAtArm = 0
     var lingerDeadline: UInt64 = 0
+    /// Lingering never lasts beyond this, however slowly the client keeps sending.
+    var lingerEnd: UInt64 = 0
     var totalDeadline: UInt64 = 0
     var responseStartDeadline: UInt64 = 0
     var idleBetweenDeadline: UInt64 = 0
@@ -191,7 +193,12 @@ final class ServerConnection: ConnectionDelegate {
                 upstream.connection.write(buffer.slice(offset ..< end))
                 offset = end
                 if self.upstream != nil, !upstream.connection.isWritable { connection.pauseReading() }
-            case .linger, .closed:
+            case .linger:
+                // Discarding after a final response: each read extends the wait, up to the total cap.
+                offset = end
+                lingerDeadline = min(loop.now &+ server.lingerTimeoutNanoseconds, lingerEnd)
+                rearm()
+            case .closed:
                 offset = end
             case .handling, .held, .complete:
                 // Bytes of the next request (pipelining) or of a held request: kept, read again later.
