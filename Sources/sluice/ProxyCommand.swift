@@ -172,10 +172,11 @@ func runProxy(_ configuration: ProxyConfiguration) throws {
         "version": "\(Sluice.version)",
     ])
     let drainTimeout = configuration.drainTimeout
+    let drainSeconds = Double(drainTimeout.components.seconds) + Double(drainTimeout.components.attoseconds) / 1e18
     let signals = SignalCounter()
     SignalSource.install(on: group.loops[0], signals: [SIGTERM, SIGINT]) { signal in
         if signals.next() == 1 {
-            logger.info("draining", metadata: ["signal": .stringConvertible(Int(signal)), "timeout_seconds": "\(drainTimeout)"])
+            logger.info("draining", metadata: ["signal": .stringConvertible(Int(signal)), "timeout_seconds": .stringConvertible(drainSeconds)])
             server.drain(timeout: drainTimeout) {
                 logger.info("drained; exiting")
                 group.requestShutdown()

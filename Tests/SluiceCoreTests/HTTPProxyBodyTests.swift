@@ -277,3 +277,25 @@ struct HTTPProxyBodyTests {
         #expect(backend.requests.map(\.target) == ["/ws"])
     }
 }
+
+@Suite("HTTP proxy HTTP/1.0 clients", .timeLimit(.minutes(1)))
+struct HTTPProxyHTTP10Tests {
+    @Test("an HTTP/1.0 client asking for keep-alive gets Connection: keep-alive and can send another request")
+    func keepAliveHTTP10() throws {
+        let backend = try ScriptedBackend.fixed(body: Array("ten".utf8))
+        defer { backend.stop() }
+        let proxy = try InProcessProxy(upstreamPort: backend.port)
+        defer { proxy.stop() }
+        let client = try HTTPTestClient(port: proxy.port)
+        for _ in 0 ..< 2 {
+            let response = try client.exchange("GET / HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n")
+            #expect(response.bodyText == "ten")
+            #expect(response.field("connection") == "keep-alive")
+        }
+        // Without keep-alive the proxy closes after the response.
+        let plain = try client.exchange("GET / HTTP/1.0\r\nHost: t\r\n\r\n")
+        #expect(plain.bodyText == "ten")
+        #expect(plain.field("connection") == "close")
+        #expect(client.waitForEOF())
+    }
+}

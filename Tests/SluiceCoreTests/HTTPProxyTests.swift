@@ -220,3 +220,73 @@ struct HTTPProxyBufferReuseTests {
         #expect(after - before == 0, "\(after - before) buffers allocated for 200 requests")
     }
 }
+
+/// Forwards everything and records what the after-hooks report.
+final class RecordingHandler: HTTPHandler {
+    let upstream: HTTPUpstream
+    let summaries: SummaryLog
+    init(upstream: HTTPUpstream, summaries: SummaryLog) {
+        self.upstream = upstream
+        self.summaries = summaries
+    }
+    func handleRequest(_ exchange: HTTPExchange) -> HTTPHandlerDecision { .forward(upstream) }
+    func responseStarted(_ exchange: HTTPExchange, status: Int) { summaries.note("response \(status)") }
+    func upgradeStarted(_ exchange: HTTPExchange) { summaries.note("upgrade started") }
+    func upgradeEnded(_ exchange: HTTPExchange) { summaries.note("upgrade ended") }
+    func requestFinished(_ exchange: HTTPExchange, summary: HTTPRequestSummary) { summaries.add(summary) }
+}
+
+final class SummaryLog: Sendable {
+    private let state = Mutex<([HTTPRequestSummary], [String])>(([], []))
+    func add(_ summary: HTTPRequestSummary) { state.withLock { $0.0.append(summary) } }
+    func note(_ event: String) { state.withLock { $0.1.append(event) } }
+    var summaries: [HTTPRequestSummary] { state.withLock { $0.0 } }
+    var events: [String] { state.withLock { $0.1 } }
+}
+
+@Suite("HTTP handler after-hooks", .timeLimit(.minutes(1)))
+struct HTTPHandlerAfterHookTests {
+    @Test("requestFinished reports status, bytes in and out, loop-clock times and that the request was forwarded")
+    func summaryOfAForwardedRequest() throws {
+        let backend = try ScriptedBackend.echo()
+        defer { backend.stop() }
+        let upstream = HTTPUpstream(address: .loopback(port: backend.port))
+        let log = SummaryLog()
+        let proxy = try InProcessProxy { _ in RecordingHandler(upstream: upstream, summaries: log) }
+        defer { proxy.stop() }
+        let client = try HTTPTestClient(port: proxy.port)
+        let sent = request("POST /x HTTP/1.1", ["Host: t", "Content-Length: 11"], body: "hello world")
+        let response = try client.exchange(sent)
+        #expect(response.bodyText == "hello world")
+        #expect(eventually { log.summaries.count == 1 })
+        let summary = try #require(log.summaries.first)
+        #expect(summary.status == 200)
+        #expect(summary.bytesIn == UInt64(sent.utf8.count))
+        #expect(summary.bytesOut == UInt64(response.rawHead.count + response.rawBody.count))
+        #expect(summary.endTime >= summary.startTime)
+        #expect(summary.wasForwarded)
+        #expect(!summary.clientAborted && !summary.truncated)
+        #expect(log.events == ["response 200"])
+    }
+
+    @Test("a WebSocket tunnel reports upgrade started and ended around its request")
+    func upgradeHooks() throws {
+        let backend = try ScriptedBackend { connection in
+            _ = try connection.readRequest()
+            try connection.send("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            while try connection.reader.fill() {}
+        }
+        defer { backend.stop() }
+        let upstream = HTTPUpstream(address: .loopback(port: backend.port))
+        let log = SummaryLog()
+        let proxy = try InProcessProxy { _ in RecordingHandler(upstream: upstream, summaries: log) }
+        defer { proxy.stop() }
+        let client = try HTTPTestClient(port: proxy.port)
+        let switching = try client.exchange(request("GET /ws HTTP/1.1", ["Host: t", "Connection: Upgrade", "Upgrade: websocket"]))
+        #expect(switching.status == 101)
+        #expect(eventually { log.events.contains("upgrade started") })
+        client.close()
+        #expect(eventually { log.events.contains("upgrade ended") && log.summaries.count == 1 })
+        #expect(log.summaries.first?.status == 101)
+    }
+}

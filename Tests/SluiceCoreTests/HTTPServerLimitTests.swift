@@ -173,3 +173,32 @@ struct HTTPServerLimitTests {
         #expect(eventually(timeout: .seconds(10)) { proxy.statistics.connections == 0 })
     }
 }
+
+@Suite("HTTP server lingering close", .timeLimit(.minutes(1)))
+struct HTTPServerLingerTests {
+    @Test("after a closing early response, input keeps the connection lingering up to the total cap, then it closes")
+    func lingerIsExtendedButBounded() throws {
+        var configuration = HTTPServerConfiguration()
+        configuration.lingerTimeout = .seconds(1)
+        configuration.lingerTotalTimeout = .seconds(3)
+        let server = try localServer(.text(503, "no"), configuration: configuration)
+        defer { server.stop() }
+        let client = try HTTPTestClient(port: server.port)
+        try client.send(request("POST / HTTP/1.1", ["Host: t", "Content-Length: 10000000"], body: "x"))
+        let response = try client.readResponse()
+        #expect(response.status == 503)
+        #expect(response.field("connection") == "close")
+        // Keep sending for longer than one linger timeout: the connection must still be there.
+        let start = ContinuousClock.now
+        while ContinuousClock.now - start < .milliseconds(1800) {
+            try client.send(String(repeating: "x", count: 100))
+            usleep(100_000)
+        }
+        #expect(server.statistics.connections == 1)
+        // ...but not beyond the total cap, even while bytes keep coming.
+        let closed = eventually(timeout: .seconds(15)) {
+            (try? client.send(String(repeating: "x", count: 100))) == nil || server.statistics.connections == 0
+        }
+        #expect(closed)
+    }
+}

@@ -158,6 +158,7 @@ final class HTTPServerLoop: ListenerDelegate {
     let bodyTimeoutNanoseconds: UInt64
     let writeTimeoutNanoseconds: UInt64
     let lingerTimeoutNanoseconds: UInt64
+    let lingerTotalNanoseconds: UInt64
 
     private var listener: Listener?
     private var connections: [ServerConnection] = []
@@ -181,6 +182,7 @@ final class HTTPServerLoop: ListenerDelegate {
         bodyTimeoutNanoseconds = EventLoop.nanoseconds(configuration.bodyProgressTimeout)
         writeTimeoutNanoseconds = EventLoop.nanoseconds(configuration.writeProgressTimeout)
         lingerTimeoutNanoseconds = EventLoop.nanoseconds(configuration.lingerTimeout)
+        lingerTotalNanoseconds = max(lingerTimeoutNanoseconds, EventLoop.nanoseconds(configuration.lingerTotalTimeout))
         connections.reserveCapacity(min(maxConnections, 4096))
     }
 

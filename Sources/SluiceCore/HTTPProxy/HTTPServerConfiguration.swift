@@ -22,9 +22,11 @@ public struct HTTPServerConfiguration: Sendable {
     /// An early response (sent before the request body was read) keeps the connection alive only if at
     /// most this many body bytes remain to be read and discarded; otherwise `Connection: close`.
     public var maxDiscardedBodyBytes: UInt64 = 64 * 1024
-    /// How long a connection that got an early response with `Connection: close` keeps discarding
-    /// body bytes after its output is shut down (lingering close), so the client reads the response.
+    /// How long a connection that got a final response with `Connection: close` waits for more input
+    /// (which it discards) after its output is shut down — lingering close, so the client reads the
+    /// response instead of a reset. Each read re-arms it, up to `lingerTotalTimeout` (nginx: 5 s / 30 s).
     public var lingerTimeout: Duration = .seconds(5)
+    public var lingerTotalTimeout: Duration = .seconds(30)
     /// Upgrade protocols proxied after the upstream's 101 (compared case-insensitively). Only on
     /// bodiless GET requests.
     public var allowedUpgrades: [String] = ["websocket"]
