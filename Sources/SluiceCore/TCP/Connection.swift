@@ -298,7 +298,9 @@ public final class Connection: EventLoopHandler {
     }
 
     private func releaseInputIfConsumed() {
-        guard let buffer = input, inputStart == buffer.count else { return }
+        // No local binding of the buffer here: a second strong reference alive during `recycle` makes
+        // the pool see the buffer as shared and drop it, so it is freed instead of reused.
+        guard let count = input?.count, inputStart == count else { return }
         inputStart = 0
         loop.bufferPool.recycle(&input)
     }
