@@ -21,7 +21,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
-        .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
+        // Without the default traits: BinaryDelimitedStreams imports Foundation (ICU and all), which the
+        // Stat message does not need and which would triple every binary's resident memory.
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0", traits: []),
     ],
     targets: [
         .target(name: "CEpoll"),

@@ -161,5 +161,50 @@ extension EndToEnd {
                 #expect(request.field("X-Probe-Token") == "s3cret")
             }
         }
+
+        final class GRPCHealthState: Sendable {
+            /// 1 SERVING, 2 NOT_SERVING.
+            let status = Atomic<UInt8>(2)
+            let requests = Atomic<Int>(0)
+        }
+
+        /// An h2c server answering every grpc.health.v1.Health/Check with the state's status.
+        static func grpcHealthApp(_ state: GRPCHealthState) throws -> ScriptedApp {
+            try ScriptedApp { connection in
+                var received: [UInt8] = []
+                while !String(decoding: received, as: UTF8.self).contains("/grpc.health.v1.Health/Check") || received.count < 120 {
+                    let bytes = try connection.readRaw()
+                    if bytes.isEmpty { return }
+                    received += bytes
+                }
+                state.requests.add(1, ordering: .relaxed)
+                func frame(_ type: UInt8, _ flags: UInt8, _ stream: UInt8, _ payload: [UInt8]) -> [UInt8] {
+                    [0, UInt8(payload.count >> 8), UInt8(payload.count & 0xFF), type, flags, 0, 0, 0, stream] + payload
+                }
+                let trailers: [UInt8] = [0x00, 11] + Array("grpc-status".utf8) + [1] + Array("0".utf8)
+                let reply = frame(0x4, 0, 0, []) + frame(0x4, 1, 0, []) + frame(0x1, 0x4, 1, [0x88])
+                    + frame(0x0, 0, 1, [0, 0, 0, 0, 2, 0x08, state.status.load(ordering: .relaxed)]) + frame(0x1, 0x5, 1, trailers)
+                try connection.send(bytes: reply)
+                while try !connection.readRaw().isEmpty {}
+            }
+        }
+
+        @Test("a gRPC readiness probe asks grpc.health.v1.Health/Check over h2c: SERVING is ready, NOT_SERVING is not")
+        func grpcReadinessProbe() throws {
+            let state = GRPCHealthState()
+            let app = try Self.grpcHealthApp(state)
+            defer { app.stop() }
+            let probe = "{\"grpc\":{\"port\":\(app.port),\"service\":\"\"},\"periodSeconds\":1,\"timeoutSeconds\":1}"
+            let proxy = try QueueProxyProcess(RevisionPodEnvironment(userPort: app.port, extra: ["SERVING_READINESS_PROBE": probe]))
+            defer { proxy.stop() }
+
+            let notServing = try httpRequest(port: proxy.port, "GET", "/", headers: kubeletProbeHeaders, timeout: .seconds(5))
+            #expect(notServing.status == 503)
+            state.status.store(1, ordering: .relaxed)
+            let serving = try httpRequest(port: proxy.port, "GET", "/", headers: kubeletProbeHeaders, timeout: .seconds(5))
+            #expect(serving.status == 200)
+            #expect(serving.text == "queue")
+            #expect(state.requests.load(ordering: .relaxed) == 2)
+        }
     }
 }
