@@ -211,6 +211,9 @@ final class HelperProcess {
     private let stderrPipe = Pipe()
     private let output = Locked("")
     private let errors = Locked("")
+    /// Set when the child's stdout reaches end of file (the handler sees empty data), so `stop` can wait
+    /// for the last lines instead of guessing how long the handler needs on a loaded machine.
+    private let stdoutClosed = Locked(false)
 
     init(_ arguments: [String]) throws {
         let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
@@ -224,8 +227,10 @@ final class HelperProcess {
         process.standardError = stderrPipe
         let output = self.output
         let errors = self.errors
+        let stdoutClosed = self.stdoutClosed
         stdoutPipe.fileHandleForReading.readabilityHandler = { handle in
             let data = handle.availableData
+            if data.isEmpty { stdoutClosed.withLock { $0 = true } }
             output.withLock { $0 += String(decoding: data, as: UTF8.self) }
         }
         stderrPipe.fileHandleForReading.readabilityHandler = { handle in
@@ -260,8 +265,8 @@ final class HelperProcess {
             return nil
         }
         process.waitUntilExit()
-        // Let the readability handlers collect the last output.
-        usleep(50_000)
+        // Let the readability handler collect the last output: wait for stdout's end of file (bounded).
+        waitUntil(timeout: .seconds(5)) { stdoutClosed.withLock { $0 } }
         return process.terminationStatus
     }
 
