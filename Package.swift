@@ -83,15 +83,23 @@ let package = Package(
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // What both test targets share: the raw-socket HTTP client, scripted backends, child processes
+        // (Sluice's binaries included), waits and temporary files. A library, never shipped in a product.
+        .target(
+            name: "SluiceTestSupport",
+            dependencies: ["SluiceCore"],
+            path: "Tests/SluiceTestSupport",
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .testTarget(
             name: "SluiceCoreTests",
-            dependencies: ["SluiceCore", "foundation-test-helper"],
+            dependencies: ["SluiceCore", "SluiceTestSupport", "foundation-test-helper"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // Starts the real binaries (queue-proxy, sample-app) as child processes; `swift build` builds them.
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["SluiceCore"],
+            dependencies: ["SluiceCore", "SluiceTestSupport"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
     ]

@@ -3,6 +3,7 @@
 import Foundation
 import Glibc
 import Testing
+import SluiceTestSupport
 
 /// Every end-to-end suite runs inside this one, one test at a time: they start real processes and
 /// some measure timing, which a loaded 2-core machine must not distort further.
@@ -15,10 +16,10 @@ extension EndToEnd {
         /// Sends `count` requests on their own connections, all before reading any answer, so they are
         /// concurrent at queue-proxy. The first `holders` sleep long enough for every request to arrive
         /// while they hold the slots; the rest are short so the queued ones drain quickly.
-        static func burst(port: UInt16, count: Int, holders: Int, holderSleep: Int, sleep: Int) throws -> [HTTPMessage] {
-            var connections: [HTTPConnection] = []
+        static func burst(port: UInt16, count: Int, holders: Int, holderSleep: Int, sleep: Int) throws -> [HTTPTestMessage] {
+            var connections: [HTTPTestClient] = []
             for index in 0 ..< count {
-                let connection = try HTTPConnection(port: port, timeout: .seconds(40))
+                let connection = try HTTPTestClient(port: port, timeout: .seconds(40))
                 try connection.sendRequest("GET", "/?sleep=\(index < holders ? holderSleep : sleep)")
                 connections.append(connection)
                 if index == holders - 1 { usleep(100_000) } // the holders take the slots first
@@ -41,9 +42,9 @@ extension EndToEnd {
             let rejected = responses.filter { $0.status == 503 }
             #expect(succeeded.count == expectedSuccesses, "\(responses.map(\.status))")
             #expect(rejected.count == concurrent - expectedSuccesses)
-            for response in succeeded { #expect(response.text.hasPrefix("Hello World!\n")) }
+            for response in succeeded { #expect(response.bodyText.hasPrefix("Hello World!\n")) }
             for response in rejected {
-                #expect(response.text == "pending request queue full\n")
+                #expect(response.bodyText == "pending request queue full\n")
                 #expect(response.field("Content-Type") == "text/plain; charset=utf-8")
             }
             // At most CC in flight: the queued requests ran in ceil(queued / CC) rounds after the holders.
@@ -60,9 +61,9 @@ extension EndToEnd {
             defer { proxy.stop(); app.stop() }
 
             // One request holds the only slot; ten more fill the queue.
-            var connections: [HTTPConnection] = []
+            var connections: [HTTPTestClient] = []
             for index in 0 ..< 11 {
-                let connection = try HTTPConnection(port: proxy.port)
+                let connection = try HTTPTestClient(port: proxy.port)
                 try connection.sendRequest("GET", index == 0 ? "/?sleep=1500" : "/?sleep=100")
                 connections.append(connection)
                 if index == 0 { usleep(50_000) }
@@ -72,11 +73,11 @@ extension EndToEnd {
             #expect(overflow.status == 503)
             let probe = try httpRequest(port: proxy.port, "GET", "/", headers: kubeletProbeHeaders, timeout: .seconds(1))
             #expect(probe.status == 200)
-            #expect(probe.text == "queue")
+            #expect(probe.bodyText == "queue")
             // A K-Kubelet-Probe request reaches the app without waiting for a slot.
             let kubelet = try httpRequest(port: proxy.port, "GET", "/", headers: [("K-Kubelet-Probe", "queue")], timeout: .seconds(1))
             #expect(kubelet.status == 200)
-            #expect(kubelet.text == "Hello World!\n")
+            #expect(kubelet.bodyText == "Hello World!\n")
             for connection in connections { #expect(try connection.readResponse().status == 200) }
         }
     }

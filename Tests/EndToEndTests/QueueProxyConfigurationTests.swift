@@ -3,6 +3,7 @@
 import Foundation
 import Glibc
 import Testing
+import SluiceTestSupport
 
 extension EndToEnd {
     @Suite("queue-proxy configuration", .timeLimit(.minutes(1)))
@@ -54,7 +55,7 @@ extension EndToEnd {
             #expect(child.stderr.contains("\"breaker_capacity\":1"))
             let response = try httpRequest(port: environment.servingPort, "GET", "/")
             #expect(response.status == 200)
-            #expect(response.text == "Hello World!\n")
+            #expect(response.bodyText == "Hello World!\n")
             #expect(try httpRequest(port: environment.adminPort, "GET", "/nothing").status == 404)
             #expect(try httpRequest(port: environment.metricsPort, "GET", "/metrics").status == 200)
             #expect(try httpRequest(port: environment.userMetricsPort, "GET", "/metrics").status == 200)
@@ -73,18 +74,18 @@ extension EndToEnd {
             let app = try SampleAppProcess(port: port, target: "Sluice")
             defer { app.stop() }
 
-            #expect(try httpRequest(port: port, "GET", "/").text == "Hello Sluice!\n")
+            #expect(try httpRequest(port: port, "GET", "/").bodyText == "Hello Sluice!\n")
             let start = ContinuousClock.now
             let slept = try httpRequest(port: port, "GET", "/?sleep=300")
             #expect(seconds(since: start) >= 0.29)
-            #expect(slept.text == "Hello Sluice!\nSlept for 300 ms.\n")
-            #expect(try httpRequest(port: port, "GET", "/?prime=1000").text == "Hello Sluice!\nThe largest prime <= 1000 is 997.\n")
-            #expect(try httpRequest(port: port, "GET", "/?prime=1").text == "Hello Sluice!\nThere is no prime <= 1.\n")
-            #expect(try httpRequest(port: port, "GET", "/x?bloat=8&prime=100&sleep=10").text
+            #expect(slept.bodyText == "Hello Sluice!\nSlept for 300 ms.\n")
+            #expect(try httpRequest(port: port, "GET", "/?prime=1000").bodyText == "Hello Sluice!\nThe largest prime <= 1000 is 997.\n")
+            #expect(try httpRequest(port: port, "GET", "/?prime=1").bodyText == "Hello Sluice!\nThere is no prime <= 1.\n")
+            #expect(try httpRequest(port: port, "GET", "/x?bloat=8&prime=100&sleep=10").bodyText
                 == "Hello Sluice!\nAllocated 8 MiB.\nThe largest prime <= 100 is 97.\nSlept for 10 ms.\n")
 
             // A sleeping request does not hold up the loop.
-            let sleeper = try HTTPConnection(port: port)
+            let sleeper = try HTTPTestClient(port: port)
             try sleeper.sendRequest("GET", "/?sleep=1500")
             let quickStart = ContinuousClock.now
             #expect(try httpRequest(port: port, "GET", "/").status == 200)
@@ -95,7 +96,7 @@ extension EndToEnd {
                                        ("prime=99999999999999999999", "prime"), ("bloat=100000", "bloat"), ("bloat=", "bloat")] {
                 let response = try httpRequest(port: port, "GET", "/?\(query)")
                 #expect(response.status == 400, "\(query)")
-                #expect(response.text.hasPrefix("invalid value for '\(parameter)'"), "\(query): \(response.text)")
+                #expect(response.bodyText.hasPrefix("invalid value for '\(parameter)'"), "\(query): \(response.bodyText)")
             }
         }
 
@@ -103,7 +104,7 @@ extension EndToEnd {
         func sampleAppDrains() throws {
             let port = try freePort()
             let app = try SampleAppProcess(port: port)
-            let connection = try HTTPConnection(port: port)
+            let connection = try HTTPTestClient(port: port)
             try connection.sendRequest("GET", "/?sleep=800")
             usleep(100_000)
             app.child.signal(SIGTERM)

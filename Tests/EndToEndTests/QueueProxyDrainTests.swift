@@ -5,6 +5,7 @@
 import Foundation
 import Glibc
 import Testing
+import SluiceTestSupport
 
 extension EndToEnd {
     @Suite("queue-proxy drain", .timeLimit(.minutes(1)))
@@ -18,9 +19,9 @@ extension EndToEnd {
             let proxy = try QueueProxyProcess(RevisionPodEnvironment(userPort: appPort, extra: Self.quiet))
             defer { proxy.stop(); app.stop() }
 
-            var connections: [HTTPConnection] = []
+            var connections: [HTTPTestClient] = []
             func startRequest() throws {
-                let connection = try HTTPConnection(port: proxy.port)
+                let connection = try HTTPTestClient(port: proxy.port)
                 try connection.sendRequest("GET", "/?sleep=3000")
                 connections.append(connection)
             }
@@ -32,7 +33,7 @@ extension EndToEnd {
             usleep(50_000)
             let probe = try httpRequest(port: proxy.port, "GET", "/", headers: kubeletProbeHeaders)
             #expect(probe.status == 503)
-            #expect(probe.text == "shutting down\n")
+            #expect(probe.bodyText == "shutting down\n")
             let activatorProbe = try httpRequest(port: proxy.port, "GET", "/", headers: [("User-Agent", "Knative-Activator-Probe"), ("K-Network-Probe", "queue")])
             #expect(activatorProbe.status == 503)
             // New requests during the quiet period are served (and each one restarts it).
@@ -44,7 +45,7 @@ extension EndToEnd {
             for connection in connections {
                 let response = try connection.readResponse()
                 #expect(response.status == 200)
-                #expect(response.text == "Hello World!\nSlept for 3000 ms.\n")
+                #expect(response.bodyText == "Hello World!\nSlept for 3000 ms.\n")
             }
             let status = proxy.child.waitForExit(timeout: .seconds(10))
             #expect(status == 0, "\(proxy.child.stderr)")
@@ -73,7 +74,7 @@ extension EndToEnd {
             #expect(released.status == 200)
             #expect(waited >= 1.4 && waited < 4, "/wait-for-drain returned after \(waited) s")
             #expect(proxy.child.waitForExit(timeout: .seconds(5)) == 0)
-            #expect(throws: (any Error).self) { try HTTPConnection(port: proxy.port).request("GET", "/") }
+            #expect(throws: (any Error).self) { try HTTPTestClient(port: proxy.port).request("GET", "/") }
         }
 
         @Test("/wait-for-drain without a following SIGTERM is a container restart: probes recover")
@@ -115,7 +116,7 @@ extension EndToEnd {
             let proxy = try QueueProxyProcess(RevisionPodEnvironment(userPort: appPort, extra: ["SLUICE_DRAIN_QUIET_PERIOD_SECONDS": "30"]))
             defer { proxy.stop(); app.stop() }
 
-            let connection = try HTTPConnection(port: proxy.port)
+            let connection = try HTTPTestClient(port: proxy.port)
             try connection.sendRequest("GET", "/?sleep=5000")
             usleep(100_000)
             proxy.child.signal(SIGTERM)
@@ -128,7 +129,7 @@ extension EndToEnd {
 
         @Test("an upgraded connection open at SIGTERM keeps working after the quiet period; exit 0 once it closes")
         func upgradedConnectionFinishes() throws {
-            let app = try ScriptedApp { connection in
+            let app = try ScriptedBackend { connection in
                 guard let request = try connection.readRequest() else { return }
                 guard request.field("Upgrade")?.lowercased() == "websocket" else {
                     try connection.respond(status: 200, body: "ok")
@@ -145,7 +146,7 @@ extension EndToEnd {
             let proxy = try QueueProxyProcess(RevisionPodEnvironment(userPort: app.port, extra: Self.quiet))
             defer { proxy.stop() }
 
-            let tunnel = try HTTPConnection(port: proxy.port)
+            let tunnel = try HTTPTestClient(port: proxy.port)
             try tunnel.sendRequest("GET", "/ws", headers: [
                 ("Connection", "Upgrade"), ("Upgrade", "websocket"),
                 ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13"),

@@ -3,12 +3,13 @@
 import Foundation
 import Glibc
 import Testing
+import SluiceTestSupport
 
 extension EndToEnd {
     @Suite("queue-proxy headers and request log", .timeLimit(.minutes(1)))
     struct Headers {
-        static func echoApp() throws -> ScriptedApp {
-            try ScriptedApp { connection in
+        static func echoApp() throws -> ScriptedBackend {
+            try ScriptedBackend { connection in
                 while try connection.readRequest() != nil {
                     try connection.respond(status: 200, fields: ["X-App: yes", "Content-Type: text/plain"], body: "seen")
                 }
@@ -41,7 +42,7 @@ extension EndToEnd {
                 ("Custom", "value"),
             ])
             #expect(response.status == 200)
-            #expect(response.text == "seen")
+            #expect(response.bodyText == "seen")
             #expect(response.field("X-App") == "yes")
             #expect(response.field("Content-Type") == "text/plain")
 

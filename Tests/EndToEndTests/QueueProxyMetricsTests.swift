@@ -3,11 +3,12 @@
 import Foundation
 import Glibc
 import Testing
+import SluiceTestSupport
 
 extension EndToEnd {
     @Suite("queue-proxy metrics", .timeLimit(.minutes(1)))
     struct Metrics {
-        static func scrapeStat(_ proxy: QueueProxyProcess) throws -> (DecodedStat, HTTPMessage) {
+        static func scrapeStat(_ proxy: QueueProxyProcess) throws -> (DecodedStat, HTTPTestMessage) {
             let response = try httpRequest(port: proxy.metricsPort, "GET", "/metrics")
             return (DecodedStat(try protocDecode(bytes: response.body)), response)
         }
@@ -55,9 +56,9 @@ extension EndToEnd {
             var reports: [DecodedStat] = [try Self.scrapeStat(proxy).0]
 
             // 10 requests of 3.5 s, 4 of them through the activator; a probe meanwhile.
-            var connections: [HTTPConnection] = []
+            var connections: [HTTPTestClient] = []
             for index in 0 ..< 10 {
-                let connection = try HTTPConnection(port: proxy.port)
+                let connection = try HTTPTestClient(port: proxy.port)
                 let headers = index < 4 ? [("K-Proxy-Request", "activator")] : []
                 try connection.sendRequest("GET", "/?sleep=3500", headers: headers)
                 connections.append(connection)
@@ -106,7 +107,7 @@ extension EndToEnd {
             let response = try httpRequest(port: proxy.userMetricsPort, "GET", "/metrics")
             #expect(response.status == 200)
             #expect(response.field("Content-Type") == "text/plain; version=0.0.4; charset=utf-8")
-            let text = response.text
+            let text = response.bodyText
             let labels = "configuration_name=\"hello\",container_name=\"queue-proxy\",namespace_name=\"default\",pod_name=\"hello-00001-deployment-7d4b9c6f5-x2x9k\""
             #expect(text.contains("revision_request_count{\(labels),response_code=\"200\",response_code_class=\"2xx\",revision_name=\"hello-00001\",service_name=\"hello\"} 3"), "\(text)")
             #expect(text.contains("revision_request_count{\(labels),response_code=\"400\",response_code_class=\"4xx\",revision_name=\"hello-00001\",service_name=\"hello\"} 1"))

@@ -4,6 +4,7 @@ import Foundation
 import Glibc
 import Synchronization
 import Testing
+import SluiceTestSupport
 
 extension EndToEnd {
     @Suite("queue-proxy probes", .timeLimit(.minutes(1)))
@@ -22,11 +23,11 @@ extension EndToEnd {
 
                 let missing = try httpRequest(port: proxy.port, "GET", "/", headers: [("User-Agent", agent)])
                 #expect(missing.status == 400, "\(agent)")
-                #expect(missing.text == "unexpected probe header value: \n")
+                #expect(missing.bodyText == "unexpected probe header value: \n")
 
                 let other = try httpRequest(port: proxy.port, "GET", "/", headers: [("User-Agent", agent), ("K-Network-Probe", "activator")])
                 #expect(other.status == 400, "\(agent)")
-                #expect(other.text == "unexpected probe header value: activator\n")
+                #expect(other.bodyText == "unexpected probe header value: activator\n")
             }
         }
 
@@ -43,7 +44,7 @@ extension EndToEnd {
 
             let noHash = try httpRequest(port: proxy.port, "GET", "/", headers: [("K-Network-Probe", "probe")])
             #expect(noHash.status == 400)
-            #expect(noHash.text == "a probe request must contain a non-empty \"K-Network-Hash\" header\n")
+            #expect(noHash.bodyText == "a probe request must contain a non-empty \"K-Network-Hash\" header\n")
 
             // App down: a request that is no probe gets 502.
             let proxied = try httpRequest(port: proxy.port, "GET", "/")
@@ -66,7 +67,7 @@ extension EndToEnd {
             for headers in cases {
                 let response = try httpRequest(port: proxy.port, "GET", "/", headers: headers)
                 #expect(response.status == 200, "\(headers)")
-                #expect(response.text == "Hello World!\n", "\(headers)")
+                #expect(response.bodyText == "Hello World!\n", "\(headers)")
             }
         }
 
@@ -79,7 +80,7 @@ extension EndToEnd {
 
             // The probe arrives before the app exists and is held while queue-proxy polls.
             let port = proxy.port
-            let probe = Background { () -> (HTTPMessage, ContinuousClock.Instant) in
+            let probe = Background { () -> (HTTPTestMessage, ContinuousClock.Instant) in
                 let response = try httpRequest(port: port, "GET", "/", headers: kubeletProbeHeaders)
                 return (response, ContinuousClock.now)
             }
@@ -90,7 +91,7 @@ extension EndToEnd {
             let listening = ContinuousClock.now
             let (response, answeredAt) = try probe.wait(timeout: .seconds(12))
             #expect(response.status == 200)
-            #expect(response.text == "queue")
+            #expect(response.bodyText == "queue")
             let delay = answeredAt - listening
             #expect(delay < .seconds(1), "answered \(delay) after the app reported listening (expected ~0.05 s)")
 
@@ -114,7 +115,7 @@ extension EndToEnd {
             defer { app.stop() }
             let up = try httpRequest(port: proxy.port, "GET", "/", headers: kubeletProbeHeaders, timeout: .seconds(5))
             #expect(up.status == 200)
-            #expect(up.text == "queue")
+            #expect(up.bodyText == "queue")
         }
 
         @Test("an aggressive probe of an app that stays down answers 503 with an empty body after about 10 s")
@@ -133,7 +134,7 @@ extension EndToEnd {
         @Test("an HTTP GET readiness probe sends the kube-probe user agent and the probe's headers to the app's path")
         func httpReadinessProbe() throws {
             let healthy = Atomic<Bool>(false)
-            let app = try ScriptedApp { connection in
+            let app = try ScriptedBackend { connection in
                 while let request = try connection.readRequest() {
                     try connection.respond(status: healthy.load(ordering: .relaxed) ? 200 : 500, body: "ok")
                     _ = request
@@ -150,7 +151,7 @@ extension EndToEnd {
             healthy.store(true, ordering: .relaxed)
             let passing = try httpRequest(port: proxy.port, "GET", "/", headers: kubeletProbeHeaders, timeout: .seconds(5))
             #expect(passing.status == 200)
-            #expect(passing.text == "queue")
+            #expect(passing.bodyText == "queue")
 
             let seen = app.requests
             #expect(seen.count == 2)
@@ -169,8 +170,8 @@ extension EndToEnd {
         }
 
         /// An h2c server answering every grpc.health.v1.Health/Check with the state's status.
-        static func grpcHealthApp(_ state: GRPCHealthState) throws -> ScriptedApp {
-            try ScriptedApp { connection in
+        static func grpcHealthApp(_ state: GRPCHealthState) throws -> ScriptedBackend {
+            try ScriptedBackend { connection in
                 var received: [UInt8] = []
                 while !String(decoding: received, as: UTF8.self).contains("/grpc.health.v1.Health/Check") || received.count < 120 {
                     let bytes = try connection.readRaw()
@@ -184,7 +185,7 @@ extension EndToEnd {
                 let trailers: [UInt8] = [0x00, 11] + Array("grpc-status".utf8) + [1] + Array("0".utf8)
                 let reply = frame(0x4, 0, 0, []) + frame(0x4, 1, 0, []) + frame(0x1, 0x4, 1, [0x88])
                     + frame(0x0, 0, 1, [0, 0, 0, 0, 2, 0x08, state.status.load(ordering: .relaxed)]) + frame(0x1, 0x5, 1, trailers)
-                try connection.send(bytes: reply)
+                try connection.send(reply)
                 while try !connection.readRaw().isEmpty {}
             }
         }
@@ -203,7 +204,7 @@ extension EndToEnd {
             state.status.store(1, ordering: .relaxed)
             let serving = try httpRequest(port: proxy.port, "GET", "/", headers: kubeletProbeHeaders, timeout: .seconds(5))
             #expect(serving.status == 200)
-            #expect(serving.text == "queue")
+            #expect(serving.bodyText == "queue")
             #expect(state.requests.load(ordering: .relaxed) == 2)
         }
     }

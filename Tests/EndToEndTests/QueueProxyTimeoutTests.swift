@@ -4,6 +4,7 @@
 import Foundation
 import Glibc
 import Testing
+import SluiceTestSupport
 
 extension EndToEnd {
     @Suite("queue-proxy revision timeouts", .timeLimit(.minutes(1)))
@@ -28,7 +29,7 @@ extension EndToEnd {
             let late = try httpRequest(port: proxy.port, "GET", "/?sleep=2500")
             let elapsed = seconds(since: start)
             #expect(late.status == 504)
-            #expect(late.text == "request timeout")
+            #expect(late.bodyText == "request timeout")
             #expect(elapsed >= 0.95 && elapsed < 2.0, "504 after \(elapsed) s")
         }
 
@@ -43,7 +44,7 @@ extension EndToEnd {
             let start = ContinuousClock.now
             let late = try httpRequest(port: proxy.port, "GET", "/?sleep=2500")
             #expect(late.status == 504)
-            #expect(late.text == "request timeout")
+            #expect(late.bodyText == "request timeout")
             #expect(seconds(since: start) < 2.0)
         }
 
@@ -57,12 +58,12 @@ extension EndToEnd {
             #expect(try httpRequest(port: proxy.port, "GET", "/?sleep=200").status == 200)
             let late = try httpRequest(port: proxy.port, "GET", "/?sleep=2500")
             #expect(late.status == 504)
-            #expect(late.text == "request timeout")
+            #expect(late.bodyText == "request timeout")
         }
 
         @Test("after the response started, the idle timeout keeps the 200 and appends request timeout to the body")
         func idleTimeoutAfterStreamingStarted() throws {
-            let app = try ScriptedApp { connection in
+            let app = try ScriptedBackend { connection in
                 guard try connection.readRequest() != nil else { return }
                 try connection.send("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello \r\n")
                 usleep(3_000_000) // stalls longer than the idle timeout
@@ -73,7 +74,7 @@ extension EndToEnd {
 
             let response = try httpRequest(port: proxy.port, "GET", "/stream")
             #expect(response.status == 200)
-            #expect(response.text == "hello request timeout")
+            #expect(response.bodyText == "hello request timeout")
             #expect(response.field("Content-Type") == "text/plain")
         }
     }

@@ -2,6 +2,7 @@
 import Foundation
 import Testing
 @testable import SluiceCore
+import SluiceTestSupport
 
 @Suite("KPA simulator")
 struct AutoscalingSimulationTests {
@@ -105,67 +106,21 @@ struct AutoscalingSimulationTests {
     }
 }
 
-/// Runs the built `autoscaler` binary with a deadline; the child is killed by PID if it overruns.
-struct ChildProcess {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-
-    static func binary() -> URL {
-        let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        var dir = testBinary.deletingLastPathComponent()
-        // The test bundle may sit in a `.xctest` directory below the build products.
-        for _ in 0..<4 {
-            let candidate = dir.appendingPathComponent("autoscaler")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-            dir = dir.deletingLastPathComponent()
-        }
-        return URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".build/debug/autoscaler")
-    }
-
-    static func run(_ arguments: [String], stdin: String? = nil, deadline: Duration = .seconds(20)) throws -> ChildProcess {
-        let process = Process()
-        process.executableURL = binary()
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe(), input = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = input
-        try process.run()
-        let pid = process.processIdentifier
-        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-        try input.fileHandleForWriting.close()
-        let clock = ContinuousClock()
-        let end = clock.now + deadline
-        while process.isRunning && clock.now < end { usleep(10_000) }
-        if process.isRunning {
-            kill(pid, SIGKILL)
-            process.waitUntilExit()
-            throw ChildProcessTimeout(pid: pid)
-        }
-        process.waitUntilExit()
-        return ChildProcess(status: process.terminationStatus,
-                            stdout: String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
-                            stderr: String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
-    }
+/// Runs the built `autoscaler` binary to completion; killed by PID if it outlives its deadline.
+private func autoscaler(_ arguments: [String], stdin: String? = nil) throws -> CompletedProcess {
+    try ChildProcess.run("autoscaler", arguments, stdin: stdin.map { Array($0.utf8) })
 }
-
-struct ChildProcessTimeout: Error { var pid: Int32 }
 
 @Suite("autoscaler binary", .timeLimit(.minutes(1)))
 struct AutoscalerBinaryTests {
-    static func temporaryFile(_ name: String, _ contents: String) throws -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-kpa-\(getpid())")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let url = dir.appendingPathComponent(name)
-        try contents.write(to: url, atomically: true, encoding: .utf8)
-        return url.path
-    }
+    /// A directory for this test's input files, removed when the test ends.
+    let directory: TemporaryDirectory
+    init() throws { directory = try TemporaryDirectory(prefix: "sluice-kpa") }
 
     @Test("check-config prints the effective configuration and exits 0 for a valid ConfigMap")
     func checkConfigValid() throws {
-        let file = try Self.temporaryFile("ok.yaml", "kind: ConfigMap\nmetadata:\n  name: config-autoscaler\ndata:\n  stable-window: \"2m\"\n")
-        let r = try ChildProcess.run(["check-config", file])
+        let file = try directory.file("ok.yaml", "kind: ConfigMap\nmetadata:\n  name: config-autoscaler\ndata:\n  stable-window: \"2m\"\n")
+        let r = try autoscaler(["check-config", file])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("\"stable-window\": \"2m0s\""))
         let parsed = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
@@ -174,7 +129,7 @@ struct AutoscalerBinaryTests {
 
     @Test("check-config prints every error with file, line and key and exits 1")
     func checkConfigInvalid() throws {
-        let file = try Self.temporaryFile("bad.yaml", """
+        let file = try directory.file("bad.yaml", """
             kind: ConfigMap
             metadata:
               name: config-autoscaler
@@ -182,12 +137,12 @@ struct AutoscalerBinaryTests {
               max-scale-down-rate: "1"
               stable-window: "5s"
             """)
-        let r = try ChildProcess.run(["check-config", file])
+        let r = try autoscaler(["check-config", file])
         #expect(r.status == 1)
         #expect(r.stdout.isEmpty)
         #expect(r.stderr == "\(file):5: max-scale-down-rate: max-scale-down-rate = 1, must be greater than 1.0\n"
                 + "\(file):6: stable-window: stable-window = 5s, must be in [6s; 1h0m0s] range\n")
-        let missing = try ChildProcess.run(["check-config", file + ".absent"])
+        let missing = try autoscaler(["check-config", file + ".absent"])
         #expect(missing.status != 0)
         #expect(missing.stderr.contains(".absent"))
     }
@@ -198,29 +153,29 @@ struct AutoscalerBinaryTests {
             {"decider": {"targetValue": 70, "totalValue": 100}, "initialReadyPods": 1,
              "steps": [{"t": 0, "readyPods": 3, "stable": 150, "panic": 450}, {"t": 2, "error": "no data"}]}
             """
-        let file = try Self.temporaryFile("scenario.json", scenario)
-        let r = try ChildProcess.run(["simulate", file])
+        let file = try directory.file("scenario.json", scenario)
+        let r = try autoscaler(["simulate", file])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout == """
             {"t":0,"desiredPods":7,"excessBurstCapacity":-361,"valid":true,"panic":true}
             {"t":2,"desiredPods":7,"excessBurstCapacity":-361,"valid":false,"panic":true}
 
             """)
-        let csv = try ChildProcess.run(["simulate", "-", "--csv"], stdin: scenario)
+        let csv = try autoscaler(["simulate", "-", "--csv"], stdin: scenario)
         #expect(csv.status == 0)
         #expect(csv.stdout == "t,desiredPods,excessBurstCapacity,valid,panic\n0,7,-361,true,true\n2,7,-361,false,true\n")
-        let bad = try ChildProcess.run(["simulate"], stdin: "{\"steps\": [{\"t\": -1, \"stable\": 1, \"panic\": 1}]}")
+        let bad = try autoscaler(["simulate"], stdin: "{\"steps\": [{\"t\": -1, \"stable\": 1, \"panic\": 1}]}")
         #expect(bad.status == 1)
         #expect(bad.stderr == "<stdin>: steps[0].t: must be >= 0, got -1\n")
     }
 
     @Test("the shipped examples pass check-config and simulate")
     func examples() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let config = try ChildProcess.run(["check-config", root.appendingPathComponent("examples/config-autoscaler.yaml").path])
+        let root = packageRoot
+        let config = try autoscaler(["check-config", root.appendingPathComponent("examples/config-autoscaler.yaml").path])
         #expect(config.status == 0, "\(config.stderr)")
         for name in ["kpa-burst.json", "kpa-raw-samples.json"] {
-            let r = try ChildProcess.run(["simulate", root.appendingPathComponent("examples/\(name)").path])
+            let r = try autoscaler(["simulate", root.appendingPathComponent("examples/\(name)").path])
             #expect(r.status == 0, "\(name): \(r.stderr)")
             #expect(r.stdout.split(separator: "\n").count >= 7)
         }

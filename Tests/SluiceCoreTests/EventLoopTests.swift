@@ -4,6 +4,7 @@ import Glibc
 import Synchronization
 import Testing
 @testable import SluiceCore
+import SluiceTestSupport
 
 /// A handler with no fd that records deadline expiries (loop-bound; results read through the Mutex).
 final class DeadlineProbe: EventLoopHandler, @unchecked Sendable {
@@ -59,7 +60,7 @@ struct EventLoopTests {
             workers.append(worker)
         }
         for worker in workers { worker.start() }
-        #expect(waitUntil(timeout: .seconds(100)) { done.load(ordering: .relaxed) >= threads * perThread })
+        #expect(eventually(timeout: .seconds(100)) { done.load(ordering: .relaxed) >= threads * perThread })
         // Give a duplicate run the chance to show up before counting.
         let counts = try onLoop(loop) { runs.value }
         let observed1 = done.load(ordering: .relaxed)
@@ -85,13 +86,13 @@ struct EventLoopTests {
             return loop.cancelTimer(doomed)
         }
         #expect(cancelled)
-        #expect(waitUntil { fired.withLock { $0.count } == 5 })
+        #expect(eventually { fired.withLock { $0.count } == 5 })
         usleep(100_000) // the cancelled timer's deadline has passed by now
         #expect(fired.withLock { $0 } == ["0", "20a", "20b", "40", "60"])
         // Cancelling a timer that already fired reports false.
         let ran = Atomic<Bool>(false)
         let id = try onLoop(loop) { loop.scheduleTimer(after: .zero) { ran.store(true, ordering: .relaxed) } }
-        #expect(waitUntil { ran.load(ordering: .relaxed) })
+        #expect(eventually { ran.load(ordering: .relaxed) })
         #expect(try onLoop(loop) { loop.cancelTimer(id) } == false)
     }
 
@@ -109,7 +110,7 @@ struct EventLoopTests {
             }
             loop.scheduleTimer(after: .milliseconds(50)) { fired.withLock { $0.append("last") } }
         }
-        #expect(waitUntil { fired.withLock { $0.count } == 2 })
+        #expect(eventually { fired.withLock { $0.count } == 2 })
         usleep(50_000)
         #expect(fired.withLock { $0 } == ["first", "last"])
     }
@@ -137,7 +138,7 @@ struct EventLoopTests {
         }
         _ = armedAt
         // Record arrival order across probes.
-        #expect(waitUntil {
+        #expect(eventually {
             let all = probes.flatMap { p in p.fired.withLock { $0 } }
             if all.count > order.withLock({ $0.count }) {
                 for p in probes { for name in p.fired.withLock({ $0 }) where !order.withLock({ $0.contains(name) }) { order.withLock { $0.append(name) } } }
@@ -169,7 +170,7 @@ struct EventLoopTests {
             return [a, b, c]
         }
         #expect(tokens[2].slot == tokens[1].slot && tokens[2].generation != tokens[1].generation)
-        #expect(waitUntil { live.fired.withLock { $0 } == ["live:events"] })
+        #expect(eventually { live.fired.withLock { $0 } == ["live:events"] })
         try onLoop(loop) {
             loop.removeHandler(tokens[0])
             loop.removeHandler(tokens[2])

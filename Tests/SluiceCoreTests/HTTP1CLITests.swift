@@ -2,48 +2,7 @@
 // bundle in the build products directory), feeds stdin, checks the JSON lines and the exit status.
 import Foundation
 import Testing
-
-/// The `sluice` executable built alongside this test bundle.
-func sluiceBinary() -> URL? {
-    let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-    var directory = bundle.deletingLastPathComponent()
-    // Either .build/<config>/X.xctest (Linux) or .build/<config>/X.xctest/Contents/MacOS/X.
-    for _ in 0..<4 {
-        let candidate = directory.appendingPathComponent("sluice")
-        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-        directory = directory.deletingLastPathComponent()
-    }
-    return nil
-}
-
-/// Runs `sluice` with `arguments` and `stdin`; stops it by PID if it outlives `seconds`.
-func runSluice(_ arguments: [String], stdin: [UInt8], seconds: Double = 20) throws -> (status: Int32, lines: [String]) {
-    guard let binary = sluiceBinary() else {
-        Issue.record("sluice binary not found next to \(CommandLine.arguments[0]); build with `swift build --build-tests`")
-        return (-1, [])
-    }
-    let process = Process()
-    process.executableURL = binary
-    process.arguments = arguments
-    let input = Pipe(), output = Pipe()
-    process.standardInput = input
-    process.standardOutput = output
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    let pid = process.processIdentifier
-    input.fileHandleForWriting.write(Data(stdin))
-    try input.fileHandleForWriting.close()
-    let deadline = Date().addingTimeInterval(seconds)
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    while process.isRunning && Date() < deadline { usleep(10_000) }
-    if process.isRunning {
-        kill(pid, SIGKILL)
-        process.waitUntilExit()
-        Issue.record("sluice http-parse did not exit within \(seconds) s")
-    }
-    let text = String(decoding: data, as: UTF8.self)
-    return (process.terminationStatus, text.split(separator: "\n").map(String.init))
-}
+import SluiceTestSupport
 
 @Suite("sluice http-parse", .timeLimit(.minutes(1)))
 struct HTTP1CLITests {
@@ -58,7 +17,7 @@ struct HTTP1CLITests {
             #"{"method":"GET","target":"/","version":"HTTP/1.0","headers":[["User-Agent","\"q\"\\"]],"body_base64":"","keep_alive":false}"#,
         ]
         for arguments in [["http-parse"], ["http-parse", "--chunk-size", "1"], ["http-parse", "--chunk-size", "7"]] {
-            let run = try runSluice(arguments, stdin: Array(input.utf8))
+            let run = try ChildProcess.run("sluice", arguments, stdin: Array(input.utf8))
             #expect(run.status == 0)
             #expect(run.lines == expected)
         }
@@ -67,7 +26,7 @@ struct HTTP1CLITests {
     @Test("a smuggling attempt prints the error kind and its offset and exits 1")
     func errorExitsOne() throws {
         let input = "GET / HTTP/1.1\r\nHost: x\r\n\r\nPOST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
-        let run = try runSluice(["http-parse", "--chunk-size", "5"], stdin: Array(input.utf8))
+        let run = try ChildProcess.run("sluice", ["http-parse", "--chunk-size", "5"], stdin: Array(input.utf8))
         #expect(run.status == 1)
         #expect(run.lines.count == 2)
         #expect(run.lines.last == #"{"error":"contentLengthWithTransferEncoding","offset":72}"#)
@@ -75,7 +34,7 @@ struct HTTP1CLITests {
 
     @Test("input that ends mid-message prints incomplete and exits 1")
     func incompleteExitsOne() throws {
-        let run = try runSluice(["http-parse"], stdin: Array("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nabc".utf8))
+        let run = try ChildProcess.run("sluice", ["http-parse"], stdin: Array("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nabc".utf8))
         #expect(run.status == 1)
         #expect(run.lines == [#"{"error":"incomplete"}"#])
     }
@@ -83,7 +42,7 @@ struct HTTP1CLITests {
     @Test("responses print status and reason, and a body without framing runs to EOF")
     func responses() throws {
         let input = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.0 200 Fine\r\n\r\nrest\u{e9}"
-        let run = try runSluice(["http-parse", "--response", "--chunk-size", "3"], stdin: Array(input.utf8))
+        let run = try ChildProcess.run("sluice", ["http-parse", "--response", "--chunk-size", "3"], stdin: Array(input.utf8))
         #expect(run.status == 0)
         #expect(run.lines == [
             #"{"status":100,"reason":"Continue","version":"HTTP/1.1","headers":[],"body_base64":"","keep_alive":true}"#,

@@ -4,6 +4,7 @@ import Glibc
 import Synchronization
 import Testing
 @testable import SluiceCore
+import SluiceTestSupport
 
 /// Runs one HTTPClient request on `loop` and waits for its result.
 func clientSend(on loop: EventLoop, target: String, port: UInt16, fields: [(name: String, value: String)] = [],
@@ -14,7 +15,7 @@ func clientSend(on loop: EventLoop, target: String, port: UInt16, fields: [(name
             box.set(outcome)
         }
     }
-    guard eventually(timeout: .seconds(20), { box.value != nil }), let value = box.value else { throw HTTPTestError("no result") }
+    guard eventually(timeout: .seconds(20), { box.value != nil }), let value = box.value else { throw TestFailure("no result") }
     return value
 }
 
@@ -47,7 +48,7 @@ struct HTTPClientTests {
     func probeFails() throws {
         let group = try EventLoopGroup(loopCount: 1)
         defer { group.shutdown() }
-        let refused = try clientSend(on: group.loops[0], target: "/", port: try unusedPort())
+        let refused = try clientSend(on: group.loops[0], target: "/", port: try freePort())
         guard case .failure(.connectFailed) = refused else {
             Issue.record("expected connectFailed, got \(refused)")
             return

@@ -5,6 +5,7 @@ import Glibc
 import Synchronization
 import Testing
 @testable import SluiceCore
+import SluiceTestSupport
 
 /// 64 MiB of varied bytes, built once (64 copies of a 1 MiB block, each stamped with its index).
 let largeBody: [UInt8] = {
@@ -100,7 +101,7 @@ struct HTTPProxyBodyTests {
             while let request = try connection.readRequest() {
                 // Answer with a digest the test can check: size and the raw framing length.
                 try connection.respond(fields: ["X-Raw-Length: \(request.rawBody.count)"], body: Array("\(request.body.count)".utf8))
-                if request.body != Array(largeBody[0 ..< request.body.count]) { throw HTTPTestError("upload corrupted") }
+                if request.body != Array(largeBody[0 ..< request.body.count]) { throw TestFailure("upload corrupted") }
             }
         }
         defer { backend.stop() }
@@ -164,7 +165,7 @@ struct HTTPProxyBodyTests {
             while try connection.reader.fill() {
                 if let end = connection.reader.pending.firstRange(of: Array("\r\n\r\n".utf8)) {
                     let head = String(decoding: connection.reader.pending[..<end.lowerBound], as: UTF8.self)
-                    guard head.lowercased().contains("expect: 100-continue") else { throw HTTPTestError("no Expect forwarded") }
+                    guard head.lowercased().contains("expect: 100-continue") else { throw TestFailure("no Expect forwarded") }
                     try connection.send("HTTP/1.1 100 Continue\r\n\r\n")
                     break
                 }

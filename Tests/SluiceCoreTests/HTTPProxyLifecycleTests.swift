@@ -6,6 +6,7 @@ import Glibc
 import Synchronization
 import Testing
 @testable import SluiceCore
+import SluiceTestSupport
 
 /// A backend that answers after `delay`.
 func slowBackend(delay: Duration) throws -> ScriptedBackend {
@@ -34,7 +35,7 @@ struct HTTPProxyLifecycleTests {
         let drained = Atomic<Bool>(false)
         proxy.server.drain(timeout: .seconds(10)) { drained.store(true, ordering: .relaxed) }
         #expect(idle.waitForEOF())
-        #expect(throws: HTTPTestError.self) { _ = try HTTPTestClient(port: proxy.port) }
+        #expect(throws: TestFailure.self) { _ = try HTTPTestClient(port: proxy.port) }
         let response = try busy.readResponse()
         #expect(response.status == 200)
         #expect(response.bodyText == "slow /inflight")

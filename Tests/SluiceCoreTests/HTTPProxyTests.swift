@@ -5,6 +5,7 @@ import Glibc
 import Synchronization
 import Testing
 @testable import SluiceCore
+import SluiceTestSupport
 
 @Suite("HTTP proxy forwarding", .timeLimit(.minutes(1)))
 struct HTTPProxyForwardingTests {
@@ -189,17 +190,9 @@ struct SluiceProxyBinaryTests {
 
     @Test("sluice proxy rejects a malformed --upstream with a message naming the option")
     func badArguments() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try sluiceExecutablePath())
-        process.arguments = ["proxy", "--listen", "127.0.0.1:0", "--upstream", "nowhere"]
-        let pipe = Pipe()
-        process.standardError = pipe
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus != 0)
-        #expect(text.contains("--upstream"))
+        let result = try ChildProcess.run("sluice", ["proxy", "--listen", "127.0.0.1:0", "--upstream", "nowhere"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("--upstream"))
     }
 }
 

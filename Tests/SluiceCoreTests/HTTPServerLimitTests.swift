@@ -5,6 +5,7 @@ import Glibc
 import Synchronization
 import Testing
 @testable import SluiceCore
+import SluiceTestSupport
 
 /// Answers everything locally with `response` (no upstream).
 final class LocalHandler: HTTPHandler {

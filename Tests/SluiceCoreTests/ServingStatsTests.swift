@@ -2,6 +2,7 @@ import Foundation
 import SwiftProtobuf
 import Testing
 @testable import SluiceCore
+import SluiceTestSupport
 
 @Suite("Request statistics and the Stat", .timeLimit(.minutes(1)))
 struct ServingStatsTests {
@@ -126,29 +127,5 @@ struct ServingStatsTests {
             }
 
             """)
-    }
-
-    /// Runs Debian's protoc as a child process on the committed stat.proto.
-    private func protocDecode(type: String, bytes: [UInt8]) throws -> String {
-        let protoDirectory = URL(fileURLWithPath: #filePath)
-            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Sources/SluiceCore/Serving/Metrics")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["protoc", "--proto_path=\(protoDirectory.path)", "--decode=\(type)", "stat.proto"]
-        let input = Pipe()
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        input.fileHandleForWriting.write(Data(bytes))
-        try input.fileHandleForWriting.close()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "protoc failed: \(errorText)")
-        return String(decoding: data, as: UTF8.self)
     }
 }

@@ -4,6 +4,7 @@ import Glibc
 import Synchronization
 import Testing
 @testable import SluiceCore
+import SluiceTestSupport
 
 @Suite("TCP connection", .timeLimit(.minutes(1)))
 struct TCPConnectionTests {
@@ -13,12 +14,12 @@ struct TCPConnectionTests {
         defer { group.shutdown() }
         let stats = EchoStats()
         let server = try startEchoServer(on: group, stats: stats)
-        let client = try TestSocket(port: server.localAddress.port)
+        let client = try HTTPTestClient(port: server.localAddress.port)
         try client.send("hello, sluice")
         #expect(try client.receive(exactly: 13) == Array("hello, sluice".utf8))
         client.shutdownWrite()
-        #expect(try client.receiveUntilEOF().isEmpty)
-        #expect(waitUntil { stats.eofs.load(ordering: .relaxed) == 1 })
+        #expect(try client.readToEOF().isEmpty)
+        #expect(eventually { stats.eofs.load(ordering: .relaxed) == 1 })
     }
 }
 
@@ -76,7 +77,7 @@ extension TCPConnectionTests {
                 Issue.record("connect threw \(error)")
             }
         }
-        #expect(waitUntil { client.state.withLock { $0.closed } })
+        #expect(eventually { client.state.withLock { $0.closed } })
         let snapshot = client.state.withLock { $0 }
         #expect(snapshot.connected)
         #expect(snapshot.received == Array("ping".utf8))
@@ -98,7 +99,7 @@ extension TCPConnectionTests {
         try onLoop(loop) {
             _ = try? Connector.connect(to: .loopback(port: port), on: loop, timeout: .seconds(5), delegate: delegate)
         }
-        #expect(waitUntil { client.state.withLock { $0.closed } })
+        #expect(eventually { client.state.withLock { $0.closed } })
         let snapshot = client.state.withLock { $0 }
         #expect(!snapshot.connected)
         #expect(snapshot.closeError == .syscall(SyscallError("connect", errno: ECONNREFUSED)))
@@ -223,9 +224,9 @@ extension TCPConnectionTests {
         options.socketSendBufferSize = 8 * 1024   // small kernel buffers force short writes on the server
         options.socketReceiveBufferSize = 8 * 1024
         let server = try TCPServer.start(on: group, address: .loopback(port: 0), options: options) { _ in EchoListener(stats: stats) }
-        let client = try TestSocket(port: server.localAddress.port, receiveBuffer: 4096, sendBuffer: 4096)
+        let client = try HTTPTestClient(port: server.localAddress.port, receiveBuffer: 4096, sendBuffer: 4096)
         client.setNonBlocking()
-        let data = patternBytes(1 << 20)
+        let data = testBytes(1 << 20)
         var sent = 0
         var received: [UInt8] = []
         received.reserveCapacity(data.count)
@@ -267,18 +268,18 @@ extension TCPConnectionTests {
         defer { group.shutdown() }
         let stats = EchoStats()
         let server = try startEchoServer(on: group, stats: stats)
-        var clients: [TestSocket] = []
-        for _ in 0 ..< 1_000 { clients.append(try TestSocket(port: server.localAddress.port)) }
-        #expect(waitUntil { stats.accepted.load(ordering: .relaxed) == 1_000 })
+        var clients: [HTTPTestClient] = []
+        for _ in 0 ..< 1_000 { clients.append(try HTTPTestClient(port: server.localAddress.port)) }
+        #expect(eventually { stats.accepted.load(ordering: .relaxed) == 1_000 })
         for (i, client) in clients.enumerated() { try client.send("connection \(i);") }
         for (i, client) in clients.enumerated() {
             let expected = Array("connection \(i);".utf8)
             #expect(try client.receive(exactly: expected.count) == expected)
         }
         for client in clients { client.shutdownWrite() }
-        for client in clients { _ = try client.receiveUntilEOF() }
+        for client in clients { _ = try client.readToEOF() }
         for client in clients { client.close() }
-        #expect(waitUntil { stats.closed.load(ordering: .relaxed) == 1_000 })
+        #expect(eventually { stats.closed.load(ordering: .relaxed) == 1_000 })
         let handlers = try group.loops.map { loop in try onLoop(loop) { loop.handlerCount } }
         // Only the listeners remain registered.
         #expect(handlers == [1, 1])
@@ -293,17 +294,17 @@ extension TCPConnectionTests {
         options.socketSendBufferSize = 8 * 1024
         let server = try TCPServer.start(on: group, address: .loopback(port: 0), options: options) { _ in RelayAcceptor(stats: stats) }
         let port = server.localAddress.port
-        let sinkClient = try TestSocket(port: port, receiveBuffer: 4096)
-        #expect(waitUntil { stats.accepted.load(ordering: .relaxed) == 1 })
+        let sinkClient = try HTTPTestClient(port: port, receiveBuffer: 4096)
+        #expect(eventually { stats.accepted.load(ordering: .relaxed) == 1 })
         let total = 4 << 20
-        let data = patternBytes(total, seed: 7)
+        let data = testBytes(total, seed: 7)
         let sendError = Locked<String?>(nil)
         let writer = Thread {
             do {
-                let source = try TestSocket(port: port)
+                let source = try HTTPTestClient(port: port)
                 try source.send(data)
                 source.shutdownWrite()
-                _ = try? source.receiveUntilEOF()
+                _ = try? source.readToEOF()
             } catch {
                 sendError.withLock { $0 = "\(error)" }
             }
@@ -343,9 +344,9 @@ extension TCPConnectionTests {
         let server = try TCPServer.start(on: group, address: .loopback(port: 0), options: options) { _ in
             FixedAcceptor { HoardingHandler(record: record) }
         }
-        let client = try TestSocket(port: server.localAddress.port)
-        try? client.send(patternBytes(100 * 1024))
-        #expect(waitUntil { record.closed.load(ordering: .relaxed) })
+        let client = try HTTPTestClient(port: server.localAddress.port)
+        try? client.send(testBytes(100 * 1024))
+        #expect(eventually { record.closed.load(ordering: .relaxed) })
         #expect(record.error.withLock { $0 } == .inputLimitExceeded)
     }
 
@@ -361,21 +362,21 @@ extension TCPConnectionTests {
         let server = try TCPServer.start(on: group, address: .loopback(port: 0), options: options) { _ in
             FixedAcceptor { observers.withLock { $0.removeFirst() } }
         }
-        let busyClient = try TestSocket(port: server.localAddress.port)
-        #expect(waitUntil { observers.withLock { $0.count } == 1 })
-        let quietClient = try TestSocket(port: server.localAddress.port)
+        let busyClient = try HTTPTestClient(port: server.localAddress.port)
+        #expect(eventually { observers.withLock { $0.count } == 1 })
+        let quietClient = try HTTPTestClient(port: server.localAddress.port)
         // The busy client talks every 50 ms for ~1 s, well past three idle timeouts.
         for _ in 0 ..< 20 {
             try busyClient.send("x")
             usleep(50_000)
         }
-        #expect(waitUntil { quiet.closed.load(ordering: .relaxed) })
+        #expect(eventually { quiet.closed.load(ordering: .relaxed) })
         #expect(quiet.error.withLock { $0 } == .timedOut)
         let observed3 = busy.closed.load(ordering: .relaxed)
         #expect(!observed3)
-        #expect(try quietClient.receiveUntilEOF().isEmpty)
+        #expect(try quietClient.readToEOF().isEmpty)
         // Once quiet, the busy one times out too.
-        #expect(waitUntil { busy.closed.load(ordering: .relaxed) })
+        #expect(eventually { busy.closed.load(ordering: .relaxed) })
         let observed4 = busy.received.load(ordering: .relaxed)
         #expect(observed4 == 20)
     }
@@ -388,13 +389,13 @@ extension TCPConnectionTests {
         // A listener with backlog 0 whose queue is filled: further SYNs are dropped, so connect hangs.
         let blocked = try ListeningSocket.open(.loopback(port: 0), backlog: 0, reusePort: false, noDelay: false)
         defer { Glibc.close(blocked.fd) }
-        var fillers: [TestSocket] = []
-        for _ in 0 ..< 4 { if let s = try? TestSocket(port: blocked.address.port, timeoutSeconds: 1) { fillers.append(s) } }
+        var fillers: [HTTPTestClient] = []
+        for _ in 0 ..< 4 { if let s = try? HTTPTestClient(port: blocked.address.port, timeout: .seconds(1)) { fillers.append(s) } }
         let client = CollectingClient()
         try onLoop(loop) {
             _ = try? Connector.connect(to: blocked.address, on: loop, timeout: .milliseconds(300), delegate: client)
         }
-        #expect(waitUntil { client.state.withLock { $0.closed } })
+        #expect(eventually { client.state.withLock { $0.closed } })
         let snapshot = client.state.withLock { $0 }
         #expect(!snapshot.connected)
         #expect(snapshot.closeError == .connectTimedOut)
@@ -406,12 +407,12 @@ extension TCPConnectionTests {
         defer { group.shutdown() }
         let stats = EchoStats()
         let server = try startEchoServer(on: group, stats: stats)
-        let client = try TestSocket(port: server.localAddress.port)
-        let payload = patternBytes(300 * 1024, seed: 3)
+        let client = try HTTPTestClient(port: server.localAddress.port)
+        let payload = testBytes(300 * 1024, seed: 3)
         try client.send(payload)
         client.shutdownWrite()
         // The echo answers everything it read before its EOF, then shuts down its own side.
-        let echoed = try client.receiveUntilEOF()
+        let echoed = try client.readToEOF()
         #expect(echoed == payload)
         let observed5 = stats.eofs.load(ordering: .relaxed)
         #expect(observed5 == 1)
@@ -425,8 +426,8 @@ extension TCPConnectionTests {
         let server = try TCPServer.start(on: group, address: .loopback(port: 0)) { _ in
             FixedAcceptor(onAccept: { connection in noDelay.withLock { $0 = connection.isNoDelay } }) { ClosingObserver() }
         }
-        let client = try TestSocket(port: server.localAddress.port)
-        #expect(waitUntil { noDelay.withLock { $0 } != nil })
+        let client = try HTTPTestClient(port: server.localAddress.port)
+        #expect(eventually { noDelay.withLock { $0 } != nil })
         #expect(noDelay.withLock { $0 } == true)
         client.close()
     }
@@ -463,7 +464,7 @@ extension TCPConnectionTests {
         let loop = group.loops[0]
         let stats = EchoStats()
         let server = try startEchoServer(on: group, stats: stats)
-        let client = try TestSocket(port: server.localAddress.port)
+        let client = try HTTPTestClient(port: server.localAddress.port)
         let message = Array(repeating: UInt8(ascii: "a"), count: 64)
         for _ in 0 ..< 100 {
             try client.send(message)

@@ -5,6 +5,7 @@ import Glibc
 import Synchronization
 import Testing
 @testable import SluiceCore
+import SluiceTestSupport
 
 /// Records on which loop each connection was accepted.
 final class LoopRecordingAcceptor: ListenerDelegate {
@@ -33,14 +34,14 @@ struct TCPListenerTests {
         let server = try TCPServer.start(on: group, address: .loopback(port: 0), strategy: strategy) { loop in
             LoopRecordingAcceptor(index: group.loops.firstIndex { $0 === loop } ?? 0, counts: counts, stats: stats)
         }
-        var clients: [TestSocket] = []
+        var clients: [HTTPTestClient] = []
         for i in 0 ..< connections {
-            let client = try TestSocket(port: server.localAddress.port)
+            let client = try HTTPTestClient(port: server.localAddress.port)
             try client.send("\(i)")
             #expect(try client.receive(exactly: "\(i)".utf8.count) == Array("\(i)".utf8))
             clients.append(client)
         }
-        #expect(waitUntil { counts.value.reduce(0, +) == connections })
+        #expect(eventually { counts.value.reduce(0, +) == connections })
         server.close()
         return counts.value
     }
@@ -74,7 +75,7 @@ struct TCPListenerTests {
             Issue.record("cannot raise this process's RLIMIT_NOFILE for 200 client sockets")
             return
         }
-        let helper = try HelperProcess(["emfile", "64"])
+        let helper = try ChildProcess(executable: "foundation-test-helper", arguments: ["emfile", "64"])
         defer { helper.stop(signal: SIGKILL) }
         guard let ready = helper.line(startingWith: "READY "), let port = UInt16(ready.dropFirst(6)) else {
             Issue.record("helper did not start: \(helper.stderr)")
@@ -82,10 +83,10 @@ struct TCPListenerTests {
         }
         // 200 connections: the kernel completes them all into the backlog (1024); the child can
         // hold only ~58 of them before accept4 fails with EMFILE.
-        var clients: [TestSocket] = []
-        for _ in 0 ..< 200 { clients.append(try TestSocket(port: port)) }
-        #expect(waitUntil { openFileDescriptorCount(pid: helper.pid) >= 60 })
-        #expect(waitUntil { helper.stderr.contains("accept paused") })
+        var clients: [HTTPTestClient] = []
+        for _ in 0 ..< 200 { clients.append(try HTTPTestClient(port: port)) }
+        #expect(eventually { openFileDescriptorCount(pid: helper.pid) >= 60 })
+        #expect(eventually { helper.stderr.contains("accept paused") })
         // Saturated: measure CPU over 3 s. A listener that kept retrying accept would use ~100 %.
         usleep(300_000)
         let linesBefore = helper.stderr.components(separatedBy: "accept paused").count - 1
@@ -112,7 +113,7 @@ struct TCPListenerTests {
             #expect(try client.receive(exactly: message.count) == message)
         }
         // And a brand-new connection is served.
-        let fresh = try TestSocket(port: port)
+        let fresh = try HTTPTestClient(port: port)
         try fresh.send("fresh")
         #expect(try fresh.receive(exactly: 5) == Array("fresh".utf8))
         for client in survivors { client.close() }
@@ -122,16 +123,16 @@ struct TCPListenerTests {
 
     @Test("SIGTERM through a SignalSource shuts the group down, closes every fd and exits 0")
     func sigtermShutsDownCleanly() throws {
-        let helper = try HelperProcess(["signal"])
+        let helper = try ChildProcess(executable: "foundation-test-helper", arguments: ["signal"])
         defer { helper.stop(signal: SIGKILL) }
         guard let ready = helper.line(startingWith: "READY "), let port = UInt16(ready.dropFirst(6)) else {
             Issue.record("helper did not start: \(helper.stderr)")
             return
         }
         // Live connections at shutdown, one mid-conversation.
-        var clients: [TestSocket] = []
+        var clients: [HTTPTestClient] = []
         for i in 0 ..< 10 {
-            let client = try TestSocket(port: port)
+            let client = try HTTPTestClient(port: port)
             try client.send("hi \(i)")
             #expect(try client.receive(exactly: "hi \(i)".utf8.count) == Array("hi \(i)".utf8))
             clients.append(client)
@@ -139,7 +140,7 @@ struct TCPListenerTests {
         let fdsWhileServing = openFileDescriptorCount(pid: helper.pid)
         #expect(helper.stop(signal: SIGTERM) == 0)
         // Every client sees the server side go away.
-        for client in clients { #expect((try? client.receiveUntilEOF()) != nil) }
+        for client in clients { #expect((try? client.readToEOF()) != nil) }
         guard let line = helper.line(startingWith: "FDS ") else {
             Issue.record("helper printed no fd counts: \(helper.stdout) \(helper.stderr)")
             return
