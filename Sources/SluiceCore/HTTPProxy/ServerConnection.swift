@@ -402,7 +402,7 @@ final class ServerConnection: ConnectionDelegate {
     func switchProtocols(_ response: HTTPLocalResponse, available: Range<Int>?, buffer: IOBuffer?) -> Int {
         let head = exchange.head
         guard response.status == 101, head.hasUpgrade, head.connectionUpgrade, head.method == .get,
-              head.framing == .none, head.version == .http11, !server.isDraining else {
+              head.framing == .none || head.framing == .contentLength(0), head.version == .http11, !server.isDraining else {
             closeAfterResponse = true
             let refusal: HTTPLocalResponse = server.isDraining
                 ? .text(503, "server is shutting down")

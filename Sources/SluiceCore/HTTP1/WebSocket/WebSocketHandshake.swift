@@ -73,7 +73,7 @@ public enum WebSocketHandshake {
         if head.version != .http11 {
             return .failure(.init(status: 400, reason: "a WebSocket handshake needs HTTP/1.1"))
         }
-        if head.framing != .none {
+        if head.framing != .none && head.framing != .contentLength(0) {
             return .failure(.init(status: 400, reason: "a WebSocket handshake carries no body"))
         }
         guard let versionField = head.firstField(named: secWebSocketVersion, in: bytes) else {

@@ -18,10 +18,4 @@ public enum WebSocketUpgrade {
             return .respond(.text(rejection.status, rejection.reason, fields: rejection.fields))
         }
     }
-
-    /// Whether the request asks for an upgrade at all (has an Upgrade header), for endpoints that serve
-    /// plain requests (probes) beside WebSocket ones.
-    public static func isUpgradeRequest(_ exchange: HTTPExchange) -> Bool {
-        exchange.head.hasUpgrade
-    }
 }

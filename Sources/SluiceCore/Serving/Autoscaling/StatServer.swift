@@ -105,13 +105,15 @@ public final class StatServer: Sendable {
         guard first else { return }
         http.drain(timeout: timeout) { [self] in partStopped() }
         for box in handlers {
-            _ = box.loop.execute { [self] in
+            let handedOver = box.loop.execute { [self] in
                 guard let handler = box.value else {
                     partStopped()
                     return
                 }
                 handler.beginStop(timeout: timeout) { [self] in partStopped() }
             }
+            // A loop that already stopped closed its connections itself.
+            if !handedOver { partStopped() }
         }
     }
 
