@@ -369,6 +369,24 @@ struct WebSocketStatTransportTests {
         #expect(reporter.statistics.disconnects >= 1)
     }
 
+    @Test("a reporter whose handshake gets no answer gives up after the handshake timeout and dials again")
+    func reporterHandshakeTimeout() throws {
+        let listener = try RawListener()
+        let reporter = try ReporterHarness(url: "ws://127.0.0.1:\(listener.port)") {
+            $0.handshakeTimeout = .milliseconds(300)
+            $0.initialBackoff = .milliseconds(20)
+        }
+        defer { reporter.stop() }
+        let silent = try listener.accept()
+        #expect(try silent.reader.readMessage(isResponse: false).field("upgrade") == "websocket")
+        let start = ContinuousClock.now
+        let second = try listener.accept()
+        #expect(ContinuousClock.now - start >= .milliseconds(200))
+        #expect(try second.reader.readMessage(isResponse: false).field("upgrade") == "websocket")
+        #expect(!reporter.isConnected)
+        #expect(reporter.statistics.connects == 0)
+    }
+
     @Test("a reporter with a server that answers without 101 keeps retrying and drops batches meanwhile")
     func reporterRefusedHandshake() throws {
         let listener = try RawListener()

@@ -174,7 +174,8 @@ public struct WebSocketFrameReader: Sendable {
                     if opcode != .continuation {
                         messageOpcode = opcode
                         message.removeAll(keepingCapacity: message.capacity <= 64 * 1024)
-                        message.reserveCapacity(Int(length))
+                        // Grown as bytes arrive beyond 64 KiB: a header alone must not reserve megabytes.
+                        message.reserveCapacity(min(Int(length), 64 * 1024))
                     }
                 }
                 inPayload = true

@@ -321,6 +321,11 @@ public final class WebSocketConnection: ConnectionDelegate {
         connection?.close()
     }
 
+    public func connectionDidConnect(_ connection: Connection) {
+        // The connect timeout is over; from here the handshake deadline runs.
+        rearm()
+    }
+
     public func connectionDidReadEOF(_ connection: Connection) {
         if state == .connecting {
             failHandshake("the server closed the connection before answering")
