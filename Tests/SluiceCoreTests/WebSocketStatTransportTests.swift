@@ -243,37 +243,51 @@ func protocDecode(type: String, bytes: [UInt8]) throws -> String {
     return output.text
 }
 
-/// Runs `arguments` through /usr/bin/env with `input` on stdin; kills it (by PID) after `timeout`.
-func runProcess(_ arguments: [String], input: [UInt8] = [], timeout: Duration = .seconds(30)) throws -> (status: Int32, text: String, errors: String) {
+/// A child process started through /usr/bin/env, its output collected; killed by PID if it overstays.
+final class ExternalClientProcess {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    let stdin = Pipe()
-    let stdout = Pipe()
-    let stderr = Pipe()
-    process.standardInput = stdin
-    process.standardOutput = stdout
-    process.standardError = stderr
-    try process.run()
-    stdin.fileHandleForWriting.write(Data(input))
-    try stdin.fileHandleForWriting.close()
-    let collected = Locked<(Data, Data)>((Data(), Data()))
-    let readers = DispatchGroup()
-    for (index, pipe) in [stdout, stderr].enumerated() {
-        readers.enter()
-        DispatchQueue.global().async {
-            let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            collected.withLock { if index == 0 { $0.0 = data } else { $0.1 = data } }
-            readers.leave()
+    private let collected = Locked<(Data, Data)>((Data(), Data()))
+    private let readers = DispatchGroup()
+
+    init(_ arguments: [String], input: [UInt8] = []) throws {
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        let stdin = Pipe()
+        let stdout = Pipe()
+        let stderr = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        process.standardError = stderr
+        try process.run()
+        stdin.fileHandleForWriting.write(Data(input))
+        try stdin.fileHandleForWriting.close()
+        let collected = self.collected
+        for (index, pipe) in [stdout, stderr].enumerated() {
+            readers.enter()
+            let group = readers
+            DispatchQueue.global().async {
+                let data = pipe.fileHandleForReading.readDataToEndOfFile()
+                collected.withLock { if index == 0 { $0.0 = data } else { $0.1 = data } }
+                group.leave()
+            }
         }
     }
-    if !eventually(timeout: timeout, { !process.isRunning }) {
-        kill(process.processIdentifier, SIGKILL)
+
+    /// Waits for the exit (SIGKILL by PID after `timeout`); returns status, stdout and stderr.
+    func finish(timeout: Duration = .seconds(30)) -> (status: Int32, text: String, errors: String) {
+        if !eventually(timeout: timeout, { !process.isRunning }) {
+            kill(process.processIdentifier, SIGKILL)
+        }
+        process.waitUntilExit()
+        _ = readers.wait(timeout: .now() + 5)
+        let (out, err) = collected.value
+        return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
     }
-    process.waitUntilExit()
-    _ = readers.wait(timeout: .now() + 5)
-    let (out, err) = collected.value
-    return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+}
+
+/// Runs `arguments` through /usr/bin/env with `input` on stdin; kills it (by PID) after `timeout`.
+func runProcess(_ arguments: [String], input: [UInt8] = [], timeout: Duration = .seconds(30)) throws -> (status: Int32, text: String, errors: String) {
+    try ExternalClientProcess(arguments, input: input).finish(timeout: timeout)
 }
 
 // MARK: - tests
@@ -564,6 +578,38 @@ struct WebSocketStatTransportTests {
         #expect(throws: (any Error).self) { _ = try HTTPTestClient(port: server.port).exchange(request("GET / HTTP/1.1")) }
     }
 
+    @Test("Node's WebSocket client (undici) sends a batch to the server and closes cleanly with 1000")
+    func nodeInteropClientClose() throws {
+        let server = try StatHarness()
+        defer { server.stop() }
+        var batch = Metrics_WireStatMessages()
+        batch.messages = sampleMessages(2)
+        let hexPayload = (try batch.serializedBytes() as [UInt8]).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        let result = try runProcess(["node", "--no-warnings", "--experimental-websocket", "-e", nodeClient, "close", "\(server.port)", hexPayload])
+        #expect(result.status == 0, "\(result.text) \(result.errors)")
+        #expect(result.text.contains(#""code":1000"#), "\(result.text) \(result.errors)")
+        #expect(result.text.contains(#""wasClean":true"#), "\(result.text)")
+        #expect(eventually { server.received.value.count == 2 })
+        #expect(server.received.value.map(\.stat) == batch.messages.map(\.stat))
+    }
+
+    @Test("Node's WebSocket client sees the server's stop as a clean close 1012 'Restarting'")
+    func nodeInteropServerStop() throws {
+        let server = try StatHarness()
+        var batch = Metrics_WireStatMessages()
+        batch.messages = sampleMessages(1)
+        let hexPayload = (try batch.serializedBytes() as [UInt8]).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        let child = try ExternalClientProcess(["node", "--no-warnings", "--experimental-websocket", "-e", nodeClient, "wait", "\(server.port)", hexPayload])
+        let arrived = eventually { server.received.value.count == 1 }
+        #expect(arrived)
+        #expect(server.stop())
+        let result = child.finish()
+        #expect(result.status == 0, "\(result.text) \(result.errors)")
+        #expect(result.text.contains(#""code":1012"#), "\(result.text) \(result.errors)")
+        #expect(result.text.contains(#""reason":"Restarting""#), "\(result.text)")
+        #expect(result.text.contains(#""wasClean":true"#), "\(result.text)")
+    }
+
     @Test("a Python stdlib WebSocket client (its own SHA-1 and base64) handshakes, sends a batch, gets its pong and closes")
     func pythonInterop() throws {
         let server = try StatHarness()
@@ -579,6 +625,25 @@ struct WebSocketStatTransportTests {
         #expect(server.received.value.first?.stat == batch.messages[0].stat)
     }
 }
+
+/// Node's WHATWG WebSocket client (undici, behind --experimental-websocket in Node 20): sends one binary
+/// message, then closes with 1000 ("close") or waits for the server to close ("wait"); prints the close event.
+private let nodeClient = #"""
+const [mode, port, hex] = process.argv.slice(-3);
+const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
+ws.binaryType = 'arraybuffer';
+const timer = setTimeout(() => { console.log('timeout'); process.exit(2); }, 15000);
+ws.onopen = () => {
+  ws.send(Buffer.from(hex, 'hex'));
+  if (mode === 'close') ws.close(1000, 'done');
+};
+ws.onerror = (e) => { console.error('error', e.message || e.type); };
+ws.onclose = (e) => {
+  clearTimeout(timer);
+  console.log(JSON.stringify({ code: e.code, reason: e.reason, wasClean: e.wasClean }));
+  process.exit(0);
+};
+"""#
 
 /// An independent client: Python's socket, hashlib and base64 only.
 private let pythonClient = #"""
