@@ -21,10 +21,11 @@ final class StatHarness {
     let received: Locked<[ReceivedStat]>
     var port: UInt16 { server.localAddress.port }
 
-    init(port: UInt16 = 0, maxMessageBytes: Int? = nil, received: Locked<[ReceivedStat]> = Locked([])) throws {
+    init(port: UInt16 = 0, maxMessageBytes: Int? = nil, maxConnections: Int? = nil, received: Locked<[ReceivedStat]> = Locked([])) throws {
         group = try EventLoopGroup(loopCount: 1)
         var configuration = StatServerConfiguration(address: .loopback(port: port))
         if let maxMessageBytes { configuration.maxMessageBytes = maxMessageBytes }
+        if let maxConnections { configuration.maxConnections = maxConnections }
         configuration.closeTimeout = .seconds(2)
         self.received = received
         do {
@@ -559,6 +560,24 @@ struct WebSocketStatTransportTests {
         let accepted = try client.upgrade()
         #expect(accepted.status == 101)
         #expect(accepted.field("sec-websocket-accept") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    }
+
+    @Test("upgrades beyond the connection limit are answered 503; a slot frees when a client leaves")
+    func connectionLimit() throws {
+        let server = try StatHarness(maxConnections: 1)
+        defer { server.stop() }
+        let first = try RawWebSocketClient(port: server.port)
+        #expect(try first.upgrade().status == 101)
+        let second = try RawWebSocketClient(port: server.port)
+        let refused = try second.upgrade()
+        #expect(refused.status == 503)
+        #expect(String(decoding: refused.body, as: UTF8.self).contains("maximum of 1 connections"))
+        try first.send(.close, WebSocketFrameWriter.closePayload(code: .normalClosure, reason: ""))
+        #expect(try first.readEvent() == .close(.normalClosure, reason: ""))
+        #expect(first.http.waitForEOF())
+        #expect(eventually { server.server.statistics.connections == 0 })
+        let third = try RawWebSocketClient(port: server.port)
+        #expect(try third.upgrade().status == 101)
     }
 
     @Test("stopping the server sends connected clients close 1012 'Restarting' and completes once they answer")

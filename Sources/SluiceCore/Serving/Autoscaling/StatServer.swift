@@ -16,6 +16,9 @@ public struct StatServerConfiguration: Sendable {
 
     /// Where to listen (default all IPv4 interfaces, port 8080).
     public var address: SocketAddress
+    /// WebSocket connections open at once, across all loops (each loop takes an equal share); an
+    /// upgrade beyond it is answered 503. One per activator pod is the normal load.
+    public var maxConnections = 1000
     /// A WebSocket message (one batch) longer than this closes the connection with 1009.
     public var maxMessageBytes = 4 << 20
     /// On stop, how long each client gets to answer our close frame.
@@ -72,10 +75,11 @@ public final class StatServer: Sendable {
         let boxes = group.loops.map { LoopBound<StatServerHandler?>(nil, on: $0) }
         let byLoop = Dictionary(uniqueKeysWithValues: boxes.map { (ObjectIdentifier($0.loop), $0) })
         let counters = StatServerCounters()
+        let perLoop = max(1, configuration.maxConnections / group.loops.count)
         let http = try HTTPServer.start(on: group, address: configuration.address, configuration: configuration.http,
                                         logger: logger) { loop in
-            let handler = StatServerHandler(loop: loop, configuration: configuration, sink: makeSink(loop),
-                                            counters: counters, logger: logger)
+            let handler = StatServerHandler(loop: loop, configuration: configuration, maxSessions: perLoop,
+                                            sink: makeSink(loop), counters: counters, logger: logger)
             byLoop[ObjectIdentifier(loop)]?.value = handler
             return handler
         }
@@ -156,6 +160,8 @@ final class StatServerHandler: HTTPHandler, WebSocketDelegate {
     let counters: StatServerCounters
     let logger: Logger
     let webSocketConfiguration: WebSocketConfiguration
+    let maxSessions: Int
+    let fullAnswer: HTTPLocalResponse
     private var sessions: [ObjectIdentifier: WebSocketConnection] = [:]
     private var stopping = false
     private var stopCompletion: (() -> Void)?
@@ -168,8 +174,11 @@ final class StatServerHandler: HTTPHandler, WebSocketDelegate {
     static let probeAnswer = HTTPLocalResponse(status: 200)
     static let stoppingAnswer = HTTPLocalResponse.text(503, "the autoscaler's stat server is shutting down")
 
-    init(loop: EventLoop, configuration: StatServerConfiguration, sink: @escaping StatSink, counters: StatServerCounters, logger: Logger) {
+    init(loop: EventLoop, configuration: StatServerConfiguration, maxSessions: Int, sink: @escaping StatSink,
+         counters: StatServerCounters, logger: Logger) {
         self.loop = loop
+        self.maxSessions = maxSessions
+        fullAnswer = .text(503, "the autoscaler's stat server has its maximum of \(configuration.maxConnections) connections open")
         self.configuration = configuration
         self.sink = sink
         self.counters = counters
@@ -187,7 +196,16 @@ final class StatServerHandler: HTTPHandler, WebSocketDelegate {
         // Knative's stat server answers kubelet probes 200 as soon as it serves.
         if Self.isKubeletProbe(exchange) { return .respond(Self.probeAnswer) }
         if stopping { return .respond(Self.stoppingAnswer) }
-        return WebSocketUpgrade.decide(exchange)
+        let decision = WebSocketUpgrade.decide(exchange)
+        if case .switchProtocols = decision, sessions.count >= maxSessions {
+            if let suppressed = warnings.shouldLog(now: loop.now) {
+                logger.warning("refused a stat connection: connection limit reached", metadata: [
+                    "limit": "\(configuration.maxConnections)", "suppressed": "\(suppressed)",
+                ])
+            }
+            return .respond(fullAnswer)
+        }
+        return decision
     }
 
     static func isKubeletProbe(_ exchange: HTTPExchange) -> Bool {
