@@ -360,6 +360,39 @@ struct WebSocketStatTransportTests {
         #expect(decoded.contains("average_concurrent_requests: 2.5"))
         #expect(decoded.contains("request_count: 3"))
         #expect(decoded.contains("timestamp: 1764000001"))
+
+        // Stopping says goodbye with 1001 and does not dial again.
+        let box = reporter.box
+        _ = try onLoop(box.loop) { box.value?.stop(); return true }
+        var goodbye: WebSocketEvent? = nil
+        for _ in 0 ..< 10 where goodbye == nil {
+            let event = try peer.readEvent()
+            if case .close = event { goodbye = event }
+        }
+        #expect(goodbye == .close(.goingAway, reason: "activator shutting down"))
+        #expect(throws: (any Error).self) { _ = try listener.accept(timeout: .milliseconds(500)) }
+    }
+
+    @Test("reporter URLs parse like Knative's ws:// endpoints; others are refused with a message naming the URL", arguments: [
+        ("ws://autoscaler.knative-serving:8080", "autoscaler.knative-serving", 8080, "/"),
+        ("ws://10.0.0.7", "10.0.0.7", 80, "/"),
+        ("ws://[::1]:9000/stats", "::1", 9000, "/stats"),
+    ])
+    func reporterURLs(url: String, host: String, port: Int, target: String) throws {
+        let configuration = try StatReporterConfiguration(url: url)
+        #expect(configuration.host == host)
+        #expect(Int(configuration.port) == port)
+        #expect(configuration.target == target)
+    }
+
+    @Test("bad reporter URLs are refused", arguments: ["http://autoscaler:8080", "wss://autoscaler:8080", "ws://:8080", "ws://a:0", "ws://a:x", "ws://[::1", "ws://a:70000"])
+    func badReporterURLs(url: String) {
+        do {
+            _ = try StatReporterConfiguration(url: url)
+            Issue.record("accepted \(url)")
+        } catch {
+            #expect(error.description.contains(url))
+        }
     }
 
     @Test("the reporter pings a silent autoscaler and reconnects once nothing came back within the read timeout")
