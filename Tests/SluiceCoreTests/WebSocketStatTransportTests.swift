@@ -5,6 +5,10 @@ import Foundation
 import Glibc
 import Testing
 @testable import SluiceCore
+// The shared test-support target on main (absent on this branch when it was written).
+#if canImport(SluiceTestSupport)
+import SluiceTestSupport
+#endif
 
 // MARK: - support
 
@@ -62,7 +66,7 @@ final class ReporterHarness {
         let box = LoopBound<StatReporter?>(nil, on: loop)
         self.box = box
         let settings = configuration
-        _ = try onLoop(loop) {
+        _ = try runOnLoop(loop) {
             var seed: UInt64 = 0x5EED
             let reporter = StatReporter(configuration: settings, on: loop, random: {
                 seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
@@ -76,22 +80,22 @@ final class ReporterHarness {
 
     var isConnected: Bool {
         let box = self.box
-        return (try? onLoop(box.loop) { box.value?.isConnected ?? false }) ?? false
+        return (try? runOnLoop(box.loop) { box.value?.isConnected ?? false }) ?? false
     }
 
     var statistics: StatReporterStatistics {
         let box = self.box
-        return (try? onLoop(box.loop) { box.value?.statistics ?? StatReporterStatistics() }) ?? StatReporterStatistics()
+        return (try? runOnLoop(box.loop) { box.value?.statistics ?? StatReporterStatistics() }) ?? StatReporterStatistics()
     }
 
     func send(_ messages: [Metrics_WireStatMessage]) throws -> Bool {
         let box = self.box
-        return try onLoop(box.loop) { box.value?.send(messages) ?? false }
+        return try runOnLoop(box.loop) { box.value?.send(messages) ?? false }
     }
 
     func stop() {
         let box = self.box
-        _ = try? onLoop(box.loop) { box.value?.stop(); return true }
+        _ = try? runOnLoop(box.loop) { box.value?.stop(); return true }
         group.shutdown()
     }
 }
@@ -116,12 +120,21 @@ func sampleMessages(_ count: Int, first: Int = 0) -> [Metrics_WireStatMessage] {
 
 private let sampleKey = "dGhlIHNhbXBsZSBub25jZQ=="
 
+/// Runs `body` on `loop` and waits for its result.
+func runOnLoop<T: Sendable>(_ loop: EventLoop, timeout: Duration = .seconds(20), _ body: @escaping @Sendable () -> T) throws -> T {
+    let result = Locked<T?>(nil)
+    guard loop.execute({ let value = body(); result.withLock { $0 = value } }) else { throw HTTPTestError("the loop is stopped") }
+    guard eventually(timeout: timeout, { result.value != nil }) else { throw HTTPTestError("loop task did not run in time") }
+    guard let value = result.value else { throw HTTPTestError("loop task produced nothing") }
+    return value
+}
+
 /// A blocking WebSocket client over a raw socket: exact bytes out, frames in.
 final class RawWebSocketClient {
     let http: HTTPTestClient
     private var reader = WebSocketFrameReader(role: .client, maxMessageBytes: 1 << 22)
 
-    init(port: UInt16) throws { http = try HTTPTestClient(port: port, timeoutSeconds: 10) }
+    init(port: UInt16) throws { http = try HTTPTestClient(port: port) }
 
     /// Sends a valid opening handshake (plus `extra` lines) and reads the answer.
     func upgrade(extra: [String] = []) throws -> HTTPTestMessage {
@@ -235,7 +248,7 @@ final class AcceptedPeer {
 }
 
 /// `protoc --decode=type` of `bytes` against the committed stat.proto.
-func protocDecode(type: String, bytes: [UInt8]) throws -> String {
+func decodeWithProtoc(type: String, bytes: [UInt8]) throws -> String {
     let protoDirectory = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Sources/SluiceCore/Serving/Metrics")
@@ -351,7 +364,7 @@ struct WebSocketStatTransportTests {
         var batch = Metrics_WireStatMessages()
         batch.messages = messages
         #expect(payload == (try batch.serializedBytes()))
-        let decoded = try protocDecode(type: "metrics.WireStatMessages", bytes: payload)
+        let decoded = try decodeWithProtoc(type: "metrics.WireStatMessages", bytes: payload)
         #expect(decoded.contains("messages {"))
         #expect(decoded.contains("namespace: \"default\""))
         #expect(decoded.contains("name: \"hello-00001\""))
@@ -363,7 +376,7 @@ struct WebSocketStatTransportTests {
 
         // Stopping says goodbye with 1001 and does not dial again.
         let box = reporter.box
-        _ = try onLoop(box.loop) { box.value?.stop(); return true }
+        _ = try runOnLoop(box.loop) { box.value?.stop(); return true }
         var goodbye: WebSocketEvent? = nil
         for _ in 0 ..< 10 where goodbye == nil {
             let event = try peer.readEvent()
