@@ -12,6 +12,10 @@ public enum HTTPHandlerDecision: Sendable {
     /// client connection reads no further bytes meanwhile. If the client goes away or a request
     /// timeout passes first, `requestCancelled` tells the handler and the ticket goes stale.
     case suspend
+    /// Answer with this 101 response, then hand the connection to the handler's `takeOver` (a local
+    /// WebSocket endpoint). Only for a bodiless HTTP/1.1 GET carrying `Upgrade` and `Connection:
+    /// upgrade`, and not while draining; otherwise the request is answered with an error instead.
+    case switchProtocols(HTTPLocalResponse)
 }
 
 /// A response the proxy writes itself. Build one once and reuse it: nothing is copied per use but
@@ -83,6 +87,12 @@ public protocol HTTPHandler: AnyObject {
     func upgradeStarted(_ exchange: HTTPExchange)
     /// The tunnel closed.
     func upgradeEnded(_ exchange: HTTPExchange)
+    /// After `.switchProtocols`: the 101 was written (maybe still queued) and `requestFinished`
+    /// reported it. Set `connection.delegate` to the new protocol's handler; bytes the client sent
+    /// after the request head are then delivered to it. The server no longer tracks the connection
+    /// (its drain does not wait for it): the new owner closes it. `exchange` is valid only during the
+    /// call. Default: close.
+    func takeOver(_ exchange: HTTPExchange, connection: Connection)
 }
 
 extension HTTPHandler {
@@ -91,6 +101,7 @@ extension HTTPHandler {
     public func requestFinished(_ exchange: HTTPExchange, summary: HTTPRequestSummary) {}
     public func upgradeStarted(_ exchange: HTTPExchange) {}
     public func upgradeEnded(_ exchange: HTTPExchange) {}
+    public func takeOver(_ exchange: HTTPExchange, connection: Connection) { connection.close() }
 }
 
 /// Resumes a suspended request, from any thread. Stale (returns false / does nothing) once the

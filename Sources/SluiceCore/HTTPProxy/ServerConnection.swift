@@ -24,6 +24,8 @@ enum RequestPhase: UInt8 {
     /// Output shut down after a final response; input is dropped until EOF or the linger deadline.
     case linger
     case closed
+    /// Answered 101 and handed to the handler's `takeOver`: this object no longer owns the connection.
+    case handedOff
 }
 
 /// Where the current response stands.
@@ -202,6 +204,9 @@ final class ServerConnection: ConnectionDelegate {
                 rearm()
             case .closed:
                 offset = end
+            case .handedOff:
+                // The rest belongs to the connection's new delegate.
+                return offset - range.lowerBound
             case .handling, .held, .complete:
                 // Bytes of the next request (pipelining) or of a held request: kept, read again later.
                 hasPendingInput = true
@@ -387,7 +392,53 @@ final class ServerConnection: ConnectionDelegate {
             requestPhase = .held
             armRequestTimeouts()
             return 0
+        case .switchProtocols(let response):
+            return switchProtocols(response, available: available, buffer: buffer)
         }
+    }
+
+    /// Writes the handler's 101 and hands the connection over (see `HTTPHandlerDecision.switchProtocols`).
+    /// Consumes none of `available`: those bytes belong to the new protocol.
+    func switchProtocols(_ response: HTTPLocalResponse, available: Range<Int>?, buffer: IOBuffer?) -> Int {
+        let head = exchange.head
+        guard response.status == 101, head.hasUpgrade, head.connectionUpgrade, head.method == .get,
+              head.framing == .none || head.framing == .contentLength(0), head.version == .http11, !server.isDraining else {
+            closeAfterResponse = true
+            let refusal: HTTPLocalResponse = server.isDraining
+                ? .text(503, "server is shutting down")
+                : .text(500, "the handler switched protocols on a request that cannot be upgraded")
+            return respondLocally(refusal, available: available, buffer: buffer)
+        }
+        closeAfterResponse = false
+        writeLocalResponse(response)
+        guard connection.isOpen else { return available?.count ?? 0 }
+        responsePhase = .complete
+        requestPhase = .handedOff
+        finishHandlerRequest()
+        headDeadline = 0
+        idleDeadline = 0
+        bodyDeadline = 0
+        writeDeadline = 0
+        totalDeadline = 0
+        responseStartDeadline = 0
+        idleBetweenDeadline = 0
+        lingerDeadline = 0
+        rearm()
+        server.handler.takeOver(exchange, connection: connection)
+        exchange.end()
+        exchange.owner = nil
+        var scratch = self.scratch
+        self.scratch = nil
+        loop.bufferPool.recycle(&scratch)
+        server.connectionClosed(self)
+        if connection.delegate === self {
+            connection.close()
+        } else if let available, !available.isEmpty {
+            // Offer the bytes after the head to the new delegate on the next turn.
+            connection.pauseReading()
+            connection.resumeReading()
+        }
+        return 0
     }
 
     /// A suspended request resumes (from `HTTPExchangeTicket.resume`, on the loop).
@@ -404,7 +455,7 @@ final class ServerConnection: ConnectionDelegate {
         switch requestPhase {
         case .idle:
             connection.close()
-        case .linger, .closed, .tunnel:
+        case .linger, .closed, .tunnel, .handedOff:
             break
         default:
             closeAfterResponse = true
