@@ -1,7 +1,8 @@
-// The `autoscaler` executable: a thin command line over SluiceCore's KPA — ConfigMap validation and
-// the what-if simulator (the scraping server mode arrives with the HTTP client).
+// The `autoscaler` executable: a thin command line over SluiceCore's KPA — ConfigMap validation, the
+// what-if simulator, and `serve`, the running autoscaler (scraping, deciding, status API).
 import ArgumentParser
 import Foundation
+import Logging
 import SluiceCore
 
 @main
@@ -10,7 +11,7 @@ struct Autoscaler: ParsableCommand {
         commandName: "autoscaler",
         abstract: "Sluice's Knative Pod Autoscaler (KPA).",
         version: Sluice.version,
-        subcommands: [CheckConfig.self, Simulate.self])
+        subcommands: [Serve.self, CheckConfig.self, Simulate.self])
 }
 
 /// Reads a whole file, or standard input for "-".

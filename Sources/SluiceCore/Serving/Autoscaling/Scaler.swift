@@ -52,9 +52,15 @@ public final class StaticPodList: Scaler, EndpointsSource {
         public var name: String
         /// host:port of the pod's queue-proxy metrics endpoint.
         public var address: String
-        public init(name: String, address: String) {
+        /// Only ready pods count and are scraped.
+        public var ready: Bool
+        /// When the pod started running; nil = the list's `startedAt`.
+        public var startedAt: UnixTime?
+        public init(name: String, address: String, ready: Bool = true, startedAt: UnixTime? = nil) {
             self.name = name
             self.address = address
+            self.ready = ready
+            self.startedAt = startedAt
         }
     }
 
@@ -73,12 +79,17 @@ public final class StaticPodList: Scaler, EndpointsSource {
 
     public func readyPodCount(of revision: RevisionKey) -> ReadyPodCount {
         guard let list = pods[revision] else { return .notFound }
-        return .ready(list.count)
+        return .ready(list.reduce(0) { $0 + ($1.ready ? 1 : 0) })
     }
 
     public func readyPods(of revision: RevisionKey) -> [ScrapeCandidate] {
-        (pods[revision] ?? []).map { ScrapeCandidate(name: $0.name, address: $0.address, startedAt: startedAt) }
+        (pods[revision] ?? []).filter(\.ready).map {
+            ScrapeCandidate(name: $0.name, address: $0.address, startedAt: $0.startedAt ?? startedAt)
+        }
     }
+
+    /// Every listed pod of `revision`, ready or not.
+    public func pods(of revision: RevisionKey) -> [Pod] { pods[revision] ?? [] }
 
     public func currentReplicas(of revision: RevisionKey) throws(ScalerError) -> Int32? {
         guard let list = pods[revision] else { throw .unknownRevision(revision) }
