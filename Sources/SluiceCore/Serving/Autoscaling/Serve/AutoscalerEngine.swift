@@ -383,7 +383,7 @@ final class AutoscalerEngine {
             desiredScale: decider?.status.desiredScale ?? -1,
             excessBurstCapacity: decider?.status.excessBurstCapacity ?? 0,
             panicking: decider?.isPanicking ?? false, averages: runtime.averages,
-            readyPods: runtime.readyPods, want: runtime.outcome?.want,
+            readyPods: readyCount(of: runtime.entry.key), want: runtime.outcome?.want,
             replicas: (try? scaler.currentReplicas(of: runtime.entry.key)) ?? nil,
             active: runtime.podAutoscaler.active.state,
             serverlessServiceMode: runtime.serverlessService.mode,
@@ -391,6 +391,11 @@ final class AutoscalerEngine {
             lastScrape: runtime.lastScrape, lastScrapeTime: runtime.lastScrapeTime,
             lastScrapeError: runtime.lastScrapeError, scrapeMethod: runtime.scraper?.method,
             scrapes: runtime.scrapes, scrapeFailures: runtime.scrapeFailures)
+    }
+
+    private func readyCount(of key: RevisionKey) -> Int {
+        if case .ready(let n) = endpoints.readyPodCount(of: key) { return n }
+        return 0
     }
 
     func statuses() -> [AutoscalerRevisionStatus] {

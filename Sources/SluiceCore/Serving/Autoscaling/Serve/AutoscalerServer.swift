@@ -18,7 +18,7 @@ public final class AutoscalerServer: Sendable {
     /// Where the status API listens (nil when not started).
     public let statusAddress: SocketAddress?
     public let scaler: LocalScaler
-    private let engine: LoopBound<AutoscalerEngine>
+    let engine: LoopBound<AutoscalerEngine>
     private let statusServer: HTTPServer?
     private let clock: any WallClock
 
