@@ -1,7 +1,6 @@
 // `autoscaler serve`: reads the config-autoscaler ConfigMap and the revisions file, then runs the KPA
 // (SluiceCore's AutoscalerServer) until SIGTERM/SIGINT; SIGHUP re-reads the revisions file.
 import ArgumentParser
-import Foundation
 import Logging
 import SluiceCore
 

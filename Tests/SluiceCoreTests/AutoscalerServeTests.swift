@@ -222,6 +222,30 @@ struct AutoscalerServeTests {
         #expect(try client.exchange(request("GET /healthz HTTP/1.1", ["Host: x"])).status == 200)
     }
 
+    @Test("reloading the revisions adds new ones, updates changed ones and removes missing ones")
+    func reload() throws {
+        let pod = try StatPod(name: "a", concurrency: 1)
+        defer { pod.stop() }
+        let group = try EventLoopGroup(loopCount: 1)
+        defer { group.shutdown() }
+        let t0 = UnixTime(seconds: 1_800_000_000)
+        let server = try AutoscalerServer.start(config: AutoscalerConfig(), revisions: revisionsDocument([pod], now: t0),
+                                                settings: manualSettings(), statusAddress: nil, clock: ManualWallClock(t0),
+                                                group: group, logger: .init(label: "test"))
+        defer { server.stop() }
+        var next = revisionsDocument([pod], annotations: ["autoscaling.knative.dev/target-burst-capacity": "-1"], now: t0)
+        next.revisions.append(RevisionEntry(key: RevisionKey(namespace: "prod", name: "other"), pods: []))
+        server.reload(next)
+        #expect(waitUntil(timeout: .seconds(5)) { server.statuses()?.count == 2 })
+        let statuses = try #require(server.statuses())
+        #expect(statuses.map(\.key.name) == ["hello-00001", "other"])
+        // TBC -1: the activator is always in the path; the revision is no longer scraped.
+        #expect(statuses[0].scrapeMethod == nil)
+        server.reload(RevisionsDocument(revisions: [next.revisions[1]]))
+        #expect(waitUntil(timeout: .seconds(5)) { server.statuses()?.map(\.key.name) == ["other"] })
+        #expect(throws: ScalerError.unknownRevision(helloKey)) { try server.scaler.currentReplicas(of: helloKey) }
+    }
+
     @Test("a revisions file is read with its annotations, pods, readiness and start times")
     func revisionsFile() throws {
         let yaml = """

@@ -28,16 +28,16 @@ public protocol EndpointsSource: Sendable {
 /// Applies desired scales.
 ///
 /// Implementations:
-/// - `StaticPodList`: a fixed pod list (file or flags); it records the requested replica count and
-///   reports it, but cannot start or stop pods — for running the autoscaler against pods managed
-///   elsewhere.
+/// - `LocalScaler` (`autoscaler serve`): records each revision's replica count, logs every change
+///   and exposes it on the status API; for running the autoscaler against pods managed elsewhere.
+/// - `StaticPodList`: a fixed pod list (file or flags) that records the requested count.
 /// - The local runtime's scale API (`sluice serve`), which starts and stops revision processes,
 ///   comes with the local-runtime issue.
-/// - The Kubernetes implementation will patch the scale subresource of the revision's Deployment,
-///   as Knative's PodAutoscaler reconciler does: read `GET /apis/apps/v1/namespaces/{ns}/deployments/{name}/scale`
-///   for `spec.replicas` (unset counts as 1) and, when it differs from the desired count, send
-///   `PATCH .../scale` with `Content-Type: application/json-patch+json` and body
-///   `[{"op":"add","path":"/spec/replicas","value":N}]`, authenticated with the pod's service
+/// - The Kubernetes implementation (not built) patches the revision Deployment's scale, as Knative's
+///   PodAutoscaler reconciler does: `GET /apis/apps/v1/namespaces/{ns}/deployments/{revision}-deployment/scale`
+///   for `spec.replicas` (unset counts as 1) and, when it differs from the desired count, `PATCH`
+///   with `Content-Type: application/json-patch+json` and body
+///   `[{"op":"replace","path":"/spec/replicas","value":N}]`, authenticated with the pod's service
 ///   account token; ready pods come from the revision's private Service Endpoints.
 public protocol Scaler: Sendable {
     /// The scale target's replica count (nil when unset, which Knative treats as 1).

@@ -126,7 +126,9 @@ public struct StatScrapeClientStatistics: Sendable, Equatable {
 /// Scrape requests on one loop. Direct pod scrapes keep one connection per pod open between
 /// scrapes (a pod is asked at most once per revision scrape, so one connection suffices); service
 /// scrapes use a new connection each time with `Connection: close`, so the load balancer can pick
-/// another pod for the next try (Knative turns keep-alive off for the same reason).
+/// another pod for the next try (Knative turns keep-alive off for the same reason). The proxy's
+/// `HTTPUpstream` pool is not reused here: its connections report to a `ServerConnection` exchange,
+/// and a scrape has no client side; one connection per pod needs no pool either.
 public final class StatScrapeClient {
     public let loop: EventLoop
     private var connections: [String: PodStatConnection] = [:]
