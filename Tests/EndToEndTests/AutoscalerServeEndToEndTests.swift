@@ -133,6 +133,37 @@ extension EndToEnd {
             #expect(autoscaler.child.waitForExit(timeout: .seconds(10)) == 0)
         }
 
+        @Test("SIGHUP re-reads the revisions file, a bad edit keeps the running revisions, SIGINT exits 0")
+        func reloadOnHangup() throws {
+            let directory = try TemporaryDirectory()
+            let unused = try freePort()
+            func revision(_ name: String) -> String {
+                "  - name: \(name)\n    pods:\n      - {name: \(name)-pod, address: \"127.0.0.1:\(unused)\"}\n"
+            }
+            let path = try directory.write("revisions.yaml", "revisions:\n" + revision("first"))
+            let autoscaler = try AutoscalerProcess(arguments: ["--revisions", path])
+            defer { autoscaler.child.stop() }
+            #expect(try autoscaler.status("default", "first")["name"] as? String == "first")
+            // The pod refuses connections: the status says why.
+            #expect(eventually(timeout: .seconds(10)) {
+                ((try? autoscaler.status("default", "first"))?["lastScrapeError"] as? String)?.contains("Connection refused") == true
+            })
+
+            _ = try directory.write("revisions.yaml", "revisions:\n" + revision("first") + revision("second"))
+            autoscaler.child.signal(SIGHUP)
+            #expect(eventually(timeout: .seconds(10)) { (try? autoscaler.status("default", "second")) != nil })
+
+            _ = try directory.write("revisions.yaml", "revisions:\n  - pods: []\n")
+            autoscaler.child.signal(SIGHUP)
+            #expect(autoscaler.child.waitForLog("revisions file not reloaded", timeout: .seconds(10)))
+            #expect(autoscaler.child.stderr.contains("revisions[0].name: missing"))
+            #expect((try? autoscaler.status("default", "second")) != nil)
+            #expect((try? autoscaler.status("default", "first")) != nil)
+
+            autoscaler.child.signal(SIGINT)
+            #expect(autoscaler.child.waitForExit(timeout: .seconds(10)) == 0)
+        }
+
         @Test("a bad revisions file stops the autoscaler with exit 1 and a message naming file, line and field")
         func badRevisionsFile() throws {
             let directory = try TemporaryDirectory()
