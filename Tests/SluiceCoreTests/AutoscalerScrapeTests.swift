@@ -185,6 +185,38 @@ struct AutoscalerScrapeTests {
         #expect(last.contains("unsupported metric type"), "\(last)")
     }
 
+    @Test("a Stat sent chunked, or delimited by the connection's close, is decoded; the chunked connection is kept")
+    func bodyFramings() throws {
+        var stat = Metrics_Stat()
+        stat.podName = "a"
+        stat.averageConcurrentRequests = 6
+        let body: [UInt8] = try stat.serializedBytes()
+        let chunked = try ScriptedBackend { connection in
+            while try connection.readRequest() != nil {
+                try connection.send("HTTP/1.1 200 OK\r\nContent-Type: application/protobuf\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                    + String(body.count, radix: 16) + "\r\n")
+                try connection.send(body)
+                try connection.send("\r\n0\r\n\r\n")
+            }
+        }
+        let closing = try ScriptedBackend { connection in
+            guard try connection.readRequest() != nil else { return }
+            try connection.send("HTTP/1.1 200 OK\r\nContent-Type: application/protobuf\r\nConnection: close\r\n\r\n")
+            try connection.send(body)
+        }
+        defer { chunked.stop(); closing.stop() }
+        let group = try EventLoopGroup(loopCount: 1)
+        defer { group.shutdown() }
+        let scraper = try makeScraper(on: group.loops[0])
+        for backend in [chunked, closing, chunked, closing] {
+            let pod = ScrapeCandidate(name: "a", address: "127.0.0.1:\(backend.port)", startedAt: UnixTime(seconds: 0))
+            let report = try scrapeOnce(scraper, on: group.loops[0], population: 1, pods: [pod]).get()
+            #expect(report.stat?.averageConcurrentRequests == 6)
+        }
+        #expect(chunked.accepted == 1)
+        #expect(closing.accepted == 2)
+    }
+
     @Test("a stat that is not protobuf fails the pod with a decoding error")
     func invalidProtobuf() throws {
         let backend = try ScriptedBackend { connection in
