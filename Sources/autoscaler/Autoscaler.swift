@@ -1,7 +1,8 @@
-// The `autoscaler` executable: a thin command line over SluiceCore's KPA — ConfigMap validation and
-// the what-if simulator (the scraping server mode arrives with the HTTP client).
+// The `autoscaler` executable: a thin command line over SluiceCore's KPA — ConfigMap validation, the
+// what-if simulator, and `serve`, the running autoscaler (scraping, deciding, status API).
 import ArgumentParser
-import Foundation
+import Glibc
+import Logging
 import SluiceCore
 
 @main
@@ -10,22 +11,33 @@ struct Autoscaler: ParsableCommand {
         commandName: "autoscaler",
         abstract: "Sluice's Knative Pod Autoscaler (KPA).",
         version: Sluice.version,
-        subcommands: [CheckConfig.self, Simulate.self])
+        subcommands: [Serve.self, CheckConfig.self, Simulate.self])
 }
 
-/// Reads a whole file, or standard input for "-".
+/// Reads a whole file, or standard input for "-" (plain read(2): the binary links no Foundation).
 func readInput(_ path: String) throws(ValidationError) -> [UInt8] {
-    if path == "-" {
-        return Array(FileHandle.standardInput.readDataToEndOfFile())
+    let fd = path == "-" ? 0 : open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else {
+        throw ValidationError("\(path): cannot read the file (\(String(cString: strerror(errno))))")
     }
-    guard let data = FileManager.default.contents(atPath: path) else {
-        throw ValidationError("\(path): cannot read the file (missing or not readable)")
+    defer { if fd != 0 { close(fd) } }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw ValidationError("\(path): cannot read the file (\(String(cString: strerror(errno))))")
+        }
+        if n == 0 { return bytes }
+        bytes.append(contentsOf: chunk[0 ..< n])
+        // A revisions or config file is small; refuse anything absurd rather than exhaust memory.
+        if bytes.count > 64 * 1024 * 1024 { throw ValidationError("\(path): larger than 64 MiB") }
     }
-    return Array(data)
 }
 
 func writeError(_ text: String) {
-    FileHandle.standardError.write(Data((text + "\n").utf8))
+    LineOutput.standardError.write(Array((text + "\n").utf8))
 }
 
 struct CheckConfig: ParsableCommand {
@@ -88,6 +100,6 @@ struct Simulate: ParsableCommand {
         for row in Simulation.run(scenario) {
             out += (csv ? row.csvLine : row.jsonLine) + "\n"
         }
-        FileHandle.standardOutput.write(Data(out.utf8))
+        LineOutput.standardOutput.write(Array(out.utf8))
     }
 }

@@ -28,16 +28,16 @@ public protocol EndpointsSource: Sendable {
 /// Applies desired scales.
 ///
 /// Implementations:
-/// - `StaticPodList`: a fixed pod list (file or flags); it records the requested replica count and
-///   reports it, but cannot start or stop pods — for running the autoscaler against pods managed
-///   elsewhere.
+/// - `LocalScaler` (`autoscaler serve`): records each revision's replica count, logs every change
+///   and exposes it on the status API; for running the autoscaler against pods managed elsewhere.
+/// - `StaticPodList`: a fixed pod list (file or flags) that records the requested count.
 /// - The local runtime's scale API (`sluice serve`), which starts and stops revision processes,
 ///   comes with the local-runtime issue.
-/// - The Kubernetes implementation will patch the scale subresource of the revision's Deployment,
-///   as Knative's PodAutoscaler reconciler does: read `GET /apis/apps/v1/namespaces/{ns}/deployments/{name}/scale`
-///   for `spec.replicas` (unset counts as 1) and, when it differs from the desired count, send
-///   `PATCH .../scale` with `Content-Type: application/json-patch+json` and body
-///   `[{"op":"add","path":"/spec/replicas","value":N}]`, authenticated with the pod's service
+/// - The Kubernetes implementation (not built) patches the revision Deployment's scale, as Knative's
+///   PodAutoscaler reconciler does: `GET /apis/apps/v1/namespaces/{ns}/deployments/{revision}-deployment/scale`
+///   for `spec.replicas` (unset counts as 1) and, when it differs from the desired count, `PATCH`
+///   with `Content-Type: application/json-patch+json` and body
+///   `[{"op":"replace","path":"/spec/replicas","value":N}]`, authenticated with the pod's service
 ///   account token; ready pods come from the revision's private Service Endpoints.
 public protocol Scaler: Sendable {
     /// The scale target's replica count (nil when unset, which Knative treats as 1).
@@ -52,9 +52,15 @@ public final class StaticPodList: Scaler, EndpointsSource {
         public var name: String
         /// host:port of the pod's queue-proxy metrics endpoint.
         public var address: String
-        public init(name: String, address: String) {
+        /// Only ready pods count and are scraped.
+        public var ready: Bool
+        /// When the pod started running; nil = the list's `startedAt`.
+        public var startedAt: UnixTime?
+        public init(name: String, address: String, ready: Bool = true, startedAt: UnixTime? = nil) {
             self.name = name
             self.address = address
+            self.ready = ready
+            self.startedAt = startedAt
         }
     }
 
@@ -73,12 +79,17 @@ public final class StaticPodList: Scaler, EndpointsSource {
 
     public func readyPodCount(of revision: RevisionKey) -> ReadyPodCount {
         guard let list = pods[revision] else { return .notFound }
-        return .ready(list.count)
+        return .ready(list.reduce(0) { $0 + ($1.ready ? 1 : 0) })
     }
 
     public func readyPods(of revision: RevisionKey) -> [ScrapeCandidate] {
-        (pods[revision] ?? []).map { ScrapeCandidate(name: $0.name, address: $0.address, startedAt: startedAt) }
+        (pods[revision] ?? []).filter(\.ready).map {
+            ScrapeCandidate(name: $0.name, address: $0.address, startedAt: $0.startedAt ?? startedAt)
+        }
     }
+
+    /// Every listed pod of `revision`, ready or not.
+    public func pods(of revision: RevisionKey) -> [Pod] { pods[revision] ?? [] }
 
     public func currentReplicas(of revision: RevisionKey) throws(ScalerError) -> Int32? {
         guard let list = pods[revision] else { throw .unknownRevision(revision) }
