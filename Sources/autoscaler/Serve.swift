@@ -28,6 +28,12 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "Status API bind address (numeric).")
     var statusHost: String = "127.0.0.1"
 
+    @Option(name: .long, help: "Port of the activators' stat stream (WebSocket, protobuf WireStatMessages; Knative: 8080). 0 = off.")
+    var statsPort: Int = 8080
+
+    @Option(name: .long, help: "Stat stream bind address (numeric).")
+    var statsHost: String = "0.0.0.0"
+
     @Option(name: .long, help: "Knative's mesh-compatibility-mode: auto, enabled (always scrape the service) or disabled (always the pods).")
     var meshCompatibilityMode: String = "auto"
 
@@ -45,6 +51,15 @@ struct Serve: ParsableCommand {
             throw ValidationError("--mesh-compatibility-mode: expected auto, enabled or disabled, was '\(meshCompatibilityMode)'")
         }
         guard (0 ... 65535).contains(statusPort) else { throw ValidationError("--status-port: \(statusPort) is not a port") }
+        guard (0 ... 65535).contains(statsPort) else { throw ValidationError("--stats-port: \(statsPort) is not a port") }
+        var statsAddress: SocketAddress?
+        if statsPort != 0 {
+            do {
+                statsAddress = try SocketAddress(host: statsHost, port: UInt16(statsPort))
+            } catch {
+                throw ValidationError("--stats-host: \(error)")
+            }
+        }
         let statusAddress: SocketAddress
         do {
             statusAddress = try SocketAddress(host: statusHost, port: UInt16(statusPort))
@@ -80,7 +95,7 @@ struct Serve: ParsableCommand {
         do {
             let status = try AutoscalerServer.run(
                 config: autoscalerConfig, revisions: document, settings: settings, statusAddress: statusAddress,
-                logger: logger,
+                statsAddress: statsAddress, logger: logger,
                 reloadRevisions: {
                     do {
                         return try Self.loadRevisions(path, config: configForReload)

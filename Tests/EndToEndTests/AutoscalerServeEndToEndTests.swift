@@ -3,23 +3,9 @@
 // after its (short) stable window and grace period; SIGTERM exits 0. Bad input exits 1 with file:line.
 import Foundation
 import Glibc
+import SluiceTestSupport
 import Synchronization
 import Testing
-
-/// A temporary directory removed at deinit.
-final class TemporaryDirectory {
-    let path: String
-    init() throws {
-        path = NSTemporaryDirectory() + "sluice-autoscaler-\(getpid())-\(UInt32.random(in: 0 ... .max))"
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-    func write(_ name: String, _ text: String) throws -> String {
-        let file = path + "/" + name
-        try text.write(toFile: file, atomically: true, encoding: .utf8)
-        return file
-    }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
 
 /// The real autoscaler binary in `serve` mode, started and serving.
 final class AutoscalerProcess {
@@ -29,11 +15,13 @@ final class AutoscalerProcess {
     init(arguments: [String]) throws {
         statusPort = try freePort()
         child = try ChildProcess(executable: "autoscaler",
-                                 arguments: ["serve", "--status-port", String(statusPort)] + arguments, environment: [:])
+                                 arguments: ["serve", "--status-port", String(statusPort),
+                                             "--stats-port", String(try freePort()), "--stats-host", "127.0.0.1"]
+                                             + arguments, environment: [:])
         guard child.waitForLog("autoscaler serving") else {
             let log = child.stderr
             child.stop()
-            throw E2EError("autoscaler did not start: \(log)")
+            throw TestFailure("autoscaler did not start: \(log)")
         }
     }
 
@@ -42,7 +30,7 @@ final class AutoscalerProcess {
         let response = try httpRequest(port: statusPort, "GET", "/revisions/\(namespace)/\(name)", timeout: .seconds(5))
         guard response.status == 200,
               let object = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] else {
-            throw E2EError("status API: \(response.status) \(String(decoding: response.body, as: UTF8.self))")
+            throw TestFailure("status API: \(response.status) \(String(decoding: response.body, as: UTF8.self))")
         }
         return object
     }
@@ -60,7 +48,7 @@ extension EndToEnd {
             let proxy = try QueueProxyProcess(RevisionPodEnvironment(userPort: appPort))
             defer { proxy.stop(); app.stop() }
             let directory = try TemporaryDirectory()
-            let config = try directory.write("config-autoscaler.yaml", """
+            let config = try directory.file("config-autoscaler.yaml", """
                 apiVersion: v1
                 kind: ConfigMap
                 metadata:
@@ -70,7 +58,7 @@ extension EndToEnd {
                   stable-window: "6s"
                   scale-to-zero-grace-period: "2s"
                 """)
-            let revisions = try directory.write("revisions.yaml", """
+            let revisions = try directory.file("revisions.yaml", """
                 revisions:
                   - namespace: default
                     name: hello-00001
@@ -91,7 +79,7 @@ extension EndToEnd {
             let servingPort = proxy.port
             let clients = (0 ..< 6).map { _ in
                 Background<Int> {
-                    let connection = try HTTPConnection(port: servingPort)
+                    let connection = try HTTPTestClient(port: servingPort)
                     var done = 0
                     let end = ContinuousClock.now + .seconds(7)
                     while ContinuousClock.now < end {
@@ -140,7 +128,7 @@ extension EndToEnd {
             func revision(_ name: String) -> String {
                 "  - name: \(name)\n    pods:\n      - {name: \(name)-pod, address: \"127.0.0.1:\(unused)\"}\n"
             }
-            let path = try directory.write("revisions.yaml", "revisions:\n" + revision("first"))
+            let path = try directory.file("revisions.yaml", "revisions:\n" + revision("first"))
             let autoscaler = try AutoscalerProcess(arguments: ["--revisions", path])
             defer { autoscaler.child.stop() }
             #expect(try autoscaler.status("default", "first")["name"] as? String == "first")
@@ -149,11 +137,11 @@ extension EndToEnd {
                 ((try? autoscaler.status("default", "first"))?["lastScrapeError"] as? String)?.contains("Connection refused") == true
             })
 
-            _ = try directory.write("revisions.yaml", "revisions:\n" + revision("first") + revision("second"))
+            _ = try directory.file("revisions.yaml", "revisions:\n" + revision("first") + revision("second"))
             autoscaler.child.signal(SIGHUP)
             #expect(eventually(timeout: .seconds(10)) { (try? autoscaler.status("default", "second")) != nil })
 
-            _ = try directory.write("revisions.yaml", "revisions:\n  - pods: []\n")
+            _ = try directory.file("revisions.yaml", "revisions:\n  - pods: []\n")
             autoscaler.child.signal(SIGHUP)
             #expect(autoscaler.child.waitForLog("revisions file not reloaded", timeout: .seconds(10)))
             #expect(autoscaler.child.stderr.contains("revisions[0].name: missing"))
@@ -167,7 +155,7 @@ extension EndToEnd {
         @Test("a bad revisions file stops the autoscaler with exit 1 and a message naming file, line and field")
         func badRevisionsFile() throws {
             let directory = try TemporaryDirectory()
-            let revisions = try directory.write("revisions.yaml", """
+            let revisions = try directory.file("revisions.yaml", """
                 revisions:
                   - name: hello-00001
                     pods:
@@ -175,7 +163,7 @@ extension EndToEnd {
                         address: "pod-a.default.svc:9090"
                 """)
             let child = try ChildProcess(executable: "autoscaler", arguments: ["serve", "--revisions", revisions,
-                                                                              "--status-port", String(try freePort())],
+                                                                              "--status-port", String(try freePort()), "--stats-port", "0"],
                                          environment: [:])
             defer { child.stop() }
             #expect(child.waitForExit(timeout: .seconds(20)) == 1)

@@ -4,6 +4,7 @@
 import Foundation
 import Glibc
 import Synchronization
+import SluiceTestSupport
 import Testing
 @testable import SluiceCore
 
@@ -67,7 +68,7 @@ func scrapeOnce(_ scraper: RevisionStatScraper, on loop: EventLoop, population: 
             result.withLock { $0 = outcome }
         }
     }
-    guard waitUntil(timeout: .seconds(30), { result.value != nil }), let value = result.value else {
+    guard eventually(timeout: .seconds(30), { result.value != nil }), let value = result.value else {
         throw TestFailure("the scrape did not complete")
     }
     return value
@@ -301,7 +302,7 @@ struct AutoscalerScrapeTests {
         let group = try EventLoopGroup(loopCount: 1)
         defer { group.shutdown() }
         let scraper = try makeScraper(on: group.loops[0], service: service.address)
-        let refused = ScrapeCandidate(name: "b", address: "127.0.0.1:\(try unusedPort())", startedAt: UnixTime(seconds: 0))
+        let refused = ScrapeCandidate(name: "b", address: "127.0.0.1:\(try freePort())", startedAt: UnixTime(seconds: 0))
         let result = try scrapeOnce(scraper, on: group.loops[0], population: 2, pods: [meshPod.candidate(), refused])
         guard case .failure(.podsExhausted) = result else {
             Issue.record("expected pods exhausted, got \(result)")

@@ -4,6 +4,7 @@
 import Foundation
 import Glibc
 import Synchronization
+import SluiceTestSupport
 import Testing
 @testable import SluiceCore
 
@@ -50,7 +51,7 @@ func scrapeAll(_ engine: LoopBound<AutoscalerEngine>) throws {
         }
         return true
     }
-    guard waitUntil(timeout: .seconds(20), { pending.value == 0 }) else { throw TestFailure("scrapes did not finish") }
+    guard eventually(timeout: .seconds(20), { pending.value == 0 }) else { throw TestFailure("scrapes did not finish") }
 }
 
 @Suite("Autoscaler serve", .timeLimit(.minutes(1)))
@@ -154,7 +155,7 @@ struct AutoscalerServeTests {
                                                 settings: manualSettings(), statusAddress: nil, clock: clock,
                                                 group: group, logger: .init(label: "test"))
         defer { server.stop() }
-        #expect(waitUntil { (server.completedScrapes() ?? 0) >= 1 })
+        #expect(eventually { (server.completedScrapes() ?? 0) >= 1 })
         let engine = server.engine
         _ = try onLoop(engine.loop) { engine.value.tickAll(); return true }
         #expect(server.statuses()?.first?.desiredScale == 0)
@@ -167,11 +168,50 @@ struct AutoscalerServeTests {
         stat.podName = "activator-1"
         stat.averageConcurrentRequests = 80
         server.record(namespace: "default", name: "hello-00001", stat: stat)
-        #expect(waitUntil(timeout: .seconds(5)) { server.statuses()?.first?.desiredScale == 2 })
+        #expect(eventually(timeout: .seconds(5)) { server.statuses()?.first?.desiredScale == 2 })
         // Unknown revisions are ignored.
         server.record(namespace: "default", name: "nope", stat: PodStat(podName: "activator-1", averageConcurrentRequests: 1))
         #expect(server.statuses()?.count == 1)
         // The stat was recorded at its arrival second, added to the scraped 0.
+        let averages = try onLoop(engine.loop) { engine.value.multi.collector.averages(.concurrency, for: helloKey, now: t0) }
+        #expect(averages == .success(WindowAverages(stable: 80, panic: 80)))
+    }
+
+    @Test("an activator's stat stream over the WebSocket stat server reaches the collector and pokes a revision at scale 0")
+    func activatorStatStream() throws {
+        let pod = try StatPod(name: "a", concurrency: 0)
+        defer { pod.stop() }
+        let group = try EventLoopGroup(loopCount: 1)
+        defer { group.shutdown() }
+        let t0 = UnixTime(seconds: 1_800_000_000)
+        let server = try AutoscalerServer.start(config: AutoscalerConfig(), revisions: revisionsDocument([pod], now: t0),
+                                                settings: manualSettings(), statusAddress: nil,
+                                                statsAddress: .loopback(port: 0), clock: ManualWallClock(t0),
+                                                group: group, logger: .init(label: "test"))
+        defer { server.stop() }
+        let statsPort = try #require(server.statsAddress?.port)
+        #expect(eventually { (server.completedScrapes() ?? 0) >= 1 })
+        let engine = server.engine
+        _ = try onLoop(engine.loop) { engine.value.tickAll(); return true }
+        #expect(server.statuses()?.first?.desiredScale == 0)
+
+        // Knative's activator side: one WireStatMessages batch per send over ws://.
+        let reporter = try ReporterHarness(url: "ws://127.0.0.1:\(statsPort)")
+        defer { reporter.stop() }
+        #expect(eventually(timeout: .seconds(10)) { reporter.isConnected })
+        var stat = Metrics_Stat()
+        stat.podName = "activator-5f7d9c-x"
+        stat.averageConcurrentRequests = 80
+        stat.requestCount = 80
+        var message = Metrics_WireStatMessage()
+        message.namespace = "default"
+        message.name = "hello-00001"
+        message.stat = stat
+        var unknown = message
+        unknown.name = "not-listed"
+        #expect(try reporter.send([message, unknown]))
+        #expect(eventually(timeout: .seconds(10)) { server.statuses()?.first?.desiredScale == 2 })
+        #expect(server.statServerStatistics?.stats == 2)
         let averages = try onLoop(engine.loop) { engine.value.multi.collector.averages(.concurrency, for: helloKey, now: t0) }
         #expect(averages == .success(WindowAverages(stable: 80, panic: 80)))
     }
@@ -188,7 +228,7 @@ struct AutoscalerServeTests {
                                                 clock: ManualWallClock(t0), group: group, logger: .init(label: "test"))
         defer { server.stop() }
         let port = try #require(server.statusAddress?.port)
-        #expect(waitUntil { (server.completedScrapes() ?? 0) >= 1 })
+        #expect(eventually { (server.completedScrapes() ?? 0) >= 1 })
 
         // Several connections, so both loops of the group answer at least once.
         for _ in 0 ..< 4 {
@@ -236,13 +276,13 @@ struct AutoscalerServeTests {
         var next = revisionsDocument([pod], annotations: ["autoscaling.knative.dev/target-burst-capacity": "-1"], now: t0)
         next.revisions.append(RevisionEntry(key: RevisionKey(namespace: "prod", name: "other"), pods: []))
         server.reload(next)
-        #expect(waitUntil(timeout: .seconds(5)) { server.statuses()?.count == 2 })
+        #expect(eventually(timeout: .seconds(5)) { server.statuses()?.count == 2 })
         let statuses = try #require(server.statuses())
         #expect(statuses.map(\.key.name) == ["hello-00001", "other"])
         // TBC -1: the activator is always in the path; the revision is no longer scraped.
         #expect(statuses[0].scrapeMethod == nil)
         server.reload(RevisionsDocument(revisions: [next.revisions[1]]))
-        #expect(waitUntil(timeout: .seconds(5)) { server.statuses()?.map(\.key.name) == ["other"] })
+        #expect(eventually(timeout: .seconds(5)) { server.statuses()?.map(\.key.name) == ["other"] })
         #expect(throws: ScalerError.unknownRevision(helloKey)) { try server.scaler.currentReplicas(of: helloKey) }
     }
 

@@ -5,9 +5,7 @@ import Glibc
 import Testing
 @testable import SluiceCore
 // The shared test-support target on main (absent on this branch when it was written).
-#if canImport(SluiceTestSupport)
 import SluiceTestSupport
-#endif
 
 /// Validates `text` (a request head) as a WebSocket handshake.
 private func validate(_ text: String) -> Result<[UInt8], WebSocketHandshakeRejection> {

@@ -6,9 +6,7 @@ import Glibc
 import Testing
 @testable import SluiceCore
 // The shared test-support target on main (absent on this branch when it was written).
-#if canImport(SluiceTestSupport)
 import SluiceTestSupport
-#endif
 
 // MARK: - support
 
@@ -123,9 +121,9 @@ private let sampleKey = "dGhlIHNhbXBsZSBub25jZQ=="
 /// Runs `body` on `loop` and waits for its result.
 func runOnLoop<T: Sendable>(_ loop: EventLoop, timeout: Duration = .seconds(20), _ body: @escaping @Sendable () -> T) throws -> T {
     let result = Locked<T?>(nil)
-    guard loop.execute({ let value = body(); result.withLock { $0 = value } }) else { throw HTTPTestError("the loop is stopped") }
-    guard eventually(timeout: timeout, { result.value != nil }) else { throw HTTPTestError("loop task did not run in time") }
-    guard let value = result.value else { throw HTTPTestError("loop task produced nothing") }
+    guard loop.execute({ let value = body(); result.withLock { $0 = value } }) else { throw TestFailure("the loop is stopped") }
+    guard eventually(timeout: timeout, { result.value != nil }) else { throw TestFailure("loop task did not run in time") }
+    guard let value = result.value else { throw TestFailure("loop task produced nothing") }
     return value
 }
 
@@ -160,9 +158,9 @@ final class RawWebSocketClient {
                 http.reader.discardPending(consumed)
                 return event
             case .failure(let error):
-                throw HTTPTestError("server broke the protocol: \(error)")
+                throw TestFailure("server broke the protocol: \(error)")
             }
-            guard try http.reader.fill() else { throw HTTPTestError("EOF while waiting for a frame") }
+            guard try http.reader.fill() else { throw TestFailure("EOF while waiting for a frame") }
         }
     }
 }
@@ -174,7 +172,7 @@ final class RawListener {
 
     init() throws {
         let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw HTTPTestError("socket: errno \(errno)") }
+        guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         var address = sockaddr_in()
@@ -189,7 +187,7 @@ final class RawListener {
         }
         guard bound else {
             Glibc.close(fd)
-            throw HTTPTestError("bind/listen: errno \(errno)")
+            throw TestFailure("bind/listen: errno \(errno)")
         }
         self.fd = fd
         port = UInt16(bigEndian: address.sin_port)
@@ -201,9 +199,9 @@ final class RawListener {
     func accept(timeout: Duration = .seconds(10)) throws -> AcceptedPeer {
         var poll = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         let milliseconds = Int32(timeout.components.seconds * 1000)
-        guard Glibc.poll(&poll, 1, milliseconds) > 0 else { throw HTTPTestError("no connection within \(timeout)") }
+        guard Glibc.poll(&poll, 1, milliseconds) > 0 else { throw TestFailure("no connection within \(timeout)") }
         let client = Glibc.accept(fd, nil, nil)
-        guard client >= 0 else { throw HTTPTestError("accept: errno \(errno)") }
+        guard client >= 0 else { throw TestFailure("accept: errno \(errno)") }
         var receiveTimeout = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &receiveTimeout, socklen_t(MemoryLayout<timeval>.size))
         return AcceptedPeer(fd: client)
@@ -226,7 +224,7 @@ final class AcceptedPeer {
 
     func send(_ bytes: [UInt8]) throws {
         let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        guard n == bytes.count else { throw HTTPTestError("send: errno \(errno)") }
+        guard n == bytes.count else { throw TestFailure("send: errno \(errno)") }
     }
 
     /// The next event the client sent (throws at EOF or timeout).
@@ -240,9 +238,9 @@ final class AcceptedPeer {
                 reader.discardPending(consumed)
                 return event
             case .failure(let error):
-                throw HTTPTestError("client broke the protocol: \(error)")
+                throw TestFailure("client broke the protocol: \(error)")
             }
-            guard try reader.fill() else { throw HTTPTestError("EOF while waiting for a frame") }
+            guard try reader.fill() else { throw TestFailure("EOF while waiting for a frame") }
         }
     }
 }
@@ -253,7 +251,7 @@ func decodeWithProtoc(type: String, bytes: [UInt8]) throws -> String {
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Sources/SluiceCore/Serving/Metrics")
     let output = try runProcess(["protoc", "--proto_path=\(protoDirectory.path)", "--decode=\(type)", "stat.proto"], input: bytes)
-    guard output.status == 0 else { throw HTTPTestError("protoc failed (\(output.status)): \(output.errors)") }
+    guard output.status == 0 else { throw TestFailure("protoc failed (\(output.status)): \(output.errors)") }
     return output.text
 }
 

@@ -17,16 +17,22 @@ public final class AutoscalerServer: Sendable {
     public let loop: EventLoop
     /// Where the status API listens (nil when not started).
     public let statusAddress: SocketAddress?
+    /// Where the activators' stat stream (WebSocket, `WireStatMessages`) is accepted (nil when off).
+    public let statsAddress: SocketAddress?
     public let scaler: LocalScaler
     let engine: LoopBound<AutoscalerEngine>
     private let statusServer: HTTPServer?
+    private let statServer: StatServer?
     private let clock: any WallClock
 
     /// Starts the autoscaler on `group.loops[0]` and, when `statusAddress` is given, the status API
-    /// on `group`. Returns once the revisions are loaded and the timers armed.
+    /// on `group`; when `statsAddress` is given, the activators' stat stream (Knative's WebSocket
+    /// stat server, port 8080 in Knative) on `group`, feeding `record`. Returns once the revisions
+    /// are loaded and the timers armed.
     public static func start(config: AutoscalerConfig, revisions: RevisionsDocument,
                              settings: AutoscalerServeSettings = AutoscalerServeSettings(),
-                             statusAddress: SocketAddress?, clock: any WallClock = SystemWallClock(),
+                             statusAddress: SocketAddress?, statsAddress: SocketAddress? = nil,
+                             clock: any WallClock = SystemWallClock(),
                              group: EventLoopGroup, logger: Logger) throws(AutoscalerStartError) -> AutoscalerServer {
         let loop = group.loops[0]
         let scaler = LocalScaler(clock: clock, logger: logger)
@@ -45,6 +51,21 @@ public final class AutoscalerServer: Sendable {
                 throw AutoscalerStartError("cannot listen on \(statusAddress) (status API): \(error)")
             }
         }
+        var statServer: StatServer?
+        if let statsAddress {
+            do {
+                statServer = try StatServer.start(on: group, configuration: StatServerConfiguration(address: statsAddress),
+                                                  logger: logger) { _ in
+                    { namespace, name, stat in
+                        ingest(PodStat(stat), for: RevisionKey(namespace: namespace, name: name),
+                               engine: engine, loop: loop, clock: clock)
+                    }
+                }
+            } catch {
+                server?.close()
+                throw AutoscalerStartError("cannot listen on \(statsAddress) (stat server): \(error)")
+            }
+        }
         let started = Mutex(false)
         loop.execute {
             engine.value.load(revisions)
@@ -53,19 +74,24 @@ public final class AutoscalerServer: Sendable {
         }
         let deadline = ContinuousClock.now + .seconds(10)
         while !started.withLock({ $0 }) && ContinuousClock.now < deadline { usleep(1_000) }
-        return AutoscalerServer(loop: loop, statusAddress: server?.localAddress, scaler: scaler, engine: engine,
-                                statusServer: server, clock: clock)
+        return AutoscalerServer(loop: loop, statusAddress: server?.localAddress, statsAddress: statServer?.localAddress,
+                                scaler: scaler, engine: engine, statusServer: server, statServer: statServer, clock: clock)
     }
 
-    private init(loop: EventLoop, statusAddress: SocketAddress?, scaler: LocalScaler, engine: LoopBound<AutoscalerEngine>,
-                 statusServer: HTTPServer?, clock: any WallClock) {
+    private init(loop: EventLoop, statusAddress: SocketAddress?, statsAddress: SocketAddress?, scaler: LocalScaler,
+                 engine: LoopBound<AutoscalerEngine>, statusServer: HTTPServer?, statServer: StatServer?, clock: any WallClock) {
         self.loop = loop
         self.statusAddress = statusAddress
+        self.statsAddress = statsAddress
         self.scaler = scaler
         self.engine = engine
         self.statusServer = statusServer
+        self.statServer = statServer
         self.clock = clock
     }
+
+    /// Stat server statistics (connections, batches, stats, dropped); nil when it is off.
+    public var statServerStatistics: StatServerStatistics? { statServer?.statistics }
 
     // MARK: stat ingestion
 
@@ -76,12 +102,15 @@ public final class AutoscalerServer: Sendable {
     /// loop's (the work is queued to the autoscaler's loop; nothing blocks). Stats for unknown
     /// revisions are dropped, as Knative's collector does.
     public func record(namespace: String, name: String, stat: PodStat) {
+        Self.ingest(stat, for: RevisionKey(namespace: namespace, name: name), engine: engine, loop: loop, clock: clock)
+    }
+
+    private static func ingest(_ stat: PodStat, for key: RevisionKey, engine: LoopBound<AutoscalerEngine>,
+                               loop: EventLoop, clock: any WallClock) {
         let arrival = clock.now()
-        let key = RevisionKey(namespace: namespace, name: name)
         if loop.inEventLoop {
             engine.value.ingest(stat, for: key, arrival: arrival)
         } else {
-            let engine = self.engine
             loop.execute { engine.value.ingest(stat, for: key, arrival: arrival) }
         }
     }
@@ -137,6 +166,7 @@ public final class AutoscalerServer: Sendable {
     /// running (the caller owns the group).
     public func stop() {
         statusServer?.close()
+        statServer?.stop(timeout: .seconds(5))
         let engine = self.engine
         loop.execute { engine.value.stop() }
     }
@@ -146,7 +176,7 @@ public final class AutoscalerServer: Sendable {
     /// Runs the autoscaler until SIGTERM/SIGINT (then returns 0). SIGHUP calls `reloadRevisions`
     /// off the loop (it reads a file) and applies its answer. Blocks the calling thread.
     public static func run(config: AutoscalerConfig, revisions: RevisionsDocument, settings: AutoscalerServeSettings,
-                           statusAddress: SocketAddress?, logger: Logger,
+                           statusAddress: SocketAddress?, statsAddress: SocketAddress? = nil, logger: Logger,
                            reloadRevisions: @escaping @Sendable () -> RevisionsDocument?) throws(AutoscalerStartError) -> Int32 {
         do {
             try SignalSource.block([SIGTERM, SIGINT, SIGHUP])
@@ -162,7 +192,7 @@ public final class AutoscalerServer: Sendable {
         let server: AutoscalerServer
         do {
             server = try start(config: config, revisions: revisions, settings: settings, statusAddress: statusAddress,
-                               group: group, logger: logger)
+                               statsAddress: statsAddress, group: group, logger: logger)
         } catch {
             group.shutdown()
             throw error
@@ -188,6 +218,7 @@ public final class AutoscalerServer: Sendable {
             "version": "\(Sluice.version)",
         ]
         if let address = server.statusAddress { metadata["status_port"] = .stringConvertible(Int(address.port)) }
+        if let address = server.statsAddress { metadata["stats_port"] = .stringConvertible(Int(address.port)) }
         logger.info("autoscaler serving", metadata: metadata)
         group.wait()
         return 0
