@@ -134,6 +134,8 @@ public struct HTTPServerStatistics: Sendable, Equatable {
     public var accepted = 0
     /// Times accepting paused at the connection limit.
     public var limitPauses = 0
+    /// Idle or head-waiting connections closed to make room near the connection limit.
+    public var reclaimed = 0
     /// Upgraded (tunnelled) connections now.
     public var tunnels = 0
     /// Upstream pools on this loop, summed.
@@ -160,8 +162,14 @@ final class HTTPServerLoop: ListenerDelegate {
     let lingerTimeoutNanoseconds: UInt64
     let lingerTotalNanoseconds: UInt64
 
-    private var listener: Listener?
-    private var connections: [ServerConnection] = []
+    private(set) var listener: Listener?
+    private(set) var connections: [ServerConnection] = []
+    /// Idle and head-waiting connections, oldest first (see ConnectionReclaim.swift).
+    var idleConnections = IdleConnectionQueue()
+    let reclaimThreshold: Int
+    var reclaimedConnections = 0
+    /// Reclaimed connections still flushing their last response (they hold a slot a little longer).
+    var reclaimsInProgress = 0
     private var pools: [Int: UpstreamPool] = [:]
     private(set) var isDraining = false
     private var drainCompletion: (() -> Void)?
@@ -174,6 +182,7 @@ final class HTTPServerLoop: ListenerDelegate {
         self.loop = loop
         self.configuration = configuration
         self.maxConnections = maxConnections
+        reclaimThreshold = Self.reclaimThreshold(forLimit: maxConnections)
         self.handler = handler
         self.logger = logger
         allowedUpgradeBytes = configuration.allowedUpgrades.map { Array($0.lowercased().utf8) }
@@ -201,6 +210,8 @@ final class HTTPServerLoop: ListenerDelegate {
         connection.delegate = serverConnection
         serverConnection.registryIndex = connections.count
         connections.append(serverConnection)
+        reclaimIfCrowded(sparing: serverConnection)
+        idleConnections.append(serverConnection)
         if connections.count >= maxConnections, let listener, !listener.isPaused {
             // reliability.md §1c: at the limit, leave new connections in the kernel backlog.
             limitPauses += 1
@@ -212,6 +223,8 @@ final class HTTPServerLoop: ListenerDelegate {
     func connectionClosed(_ serverConnection: ServerConnection) {
         let index = serverConnection.registryIndex
         guard index >= 0, index < connections.count, connections[index] === serverConnection else { return }
+        idleConnections.remove(serverConnection)
+        if serverConnection.isClosingForReclaim { reclaimsInProgress -= 1 }
         let last = connections.removeLast()
         if index < connections.count {
             connections[index] = last
@@ -237,6 +250,7 @@ final class HTTPServerLoop: ListenerDelegate {
         stats.connections = connections.count
         stats.accepted = accepted
         stats.limitPauses = limitPauses
+        stats.reclaimed = reclaimedConnections
         stats.tunnels = tunnelCount
         for pool in pools.values {
             stats.upstream.connectsStarted += pool.statistics.connectsStarted

@@ -10,10 +10,14 @@ public protocol ListenerDelegate: AnyObject {
     /// The listener this delegate serves is registered on its loop (TCPServer calls it once per
     /// listener), so the owner can `pause()`/`resume()` it, e.g. at a connection limit. Default: nothing.
     func listenerDidStart(_ listener: Listener)
+    /// While the owner has accepting paused, new connections are waiting in the backlog (the kernel
+    /// signalled one). A server at its connection limit may free a slot for them. Default: nothing.
+    func listenerHasQueuedConnections(_ listener: Listener)
 }
 
 extension ListenerDelegate {
     public func listenerDidStart(_ listener: Listener) {}
+    public func listenerHasQueuedConnections(_ listener: Listener) {}
 }
 
 /// Listening-socket options.
@@ -83,6 +87,9 @@ public final class Listener: EventLoopHandler {
     public private(set) var exhaustionPauses = 0
     /// True while the owner paused accepting with `pause()`; new connections wait in the backlog.
     public private(set) var isPaused = false
+    /// While paused: connections may be waiting in the backlog (an edge arrived while paused, or the
+    /// pause stopped an accept run before the queue was empty). Cleared when accepting resumes.
+    public private(set) var mayHaveQueuedConnections = false
 
     var token = HandlerToken.invalid
     private var retryTimer: TimerID?
@@ -120,6 +127,14 @@ public final class Listener: EventLoopHandler {
 
     public func handleEvents(_ events: IOEvents) {
         guard !isClosed else { return }
+        if isPaused {
+            // Edges are not repeated: remember that someone is waiting and tell the owner once per edge.
+            if events.contains(.readable) {
+                mayHaveQueuedConnections = true
+                delegate?.listenerHasQueuedConnections(self)
+            }
+            return
+        }
         if isAccepting {
             acceptPending()
         } else if events.contains(.wakeUp) {
@@ -141,6 +156,7 @@ public final class Listener: EventLoopHandler {
     public func resume() {
         guard isPaused else { return }
         isPaused = false
+        mayHaveQueuedConnections = false
         if !isClosed { loop.wake(token) }
     }
 
@@ -177,6 +193,8 @@ public final class Listener: EventLoopHandler {
             guard let fd else { return } // EAGAIN: the accept queue is empty; the next edge reports more.
             hand(fd)
             accepted += 1
+            // The owner paused inside this run: more may be queued, and no new edge will say so.
+            if isPaused { mayHaveQueuedConnections = true }
             if accepted >= options.maxAcceptsPerEvent {
                 loop.wake(token)
                 return
