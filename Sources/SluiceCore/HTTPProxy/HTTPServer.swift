@@ -164,8 +164,9 @@ final class HTTPServerLoop: ListenerDelegate {
 
     private(set) var listener: Listener?
     private(set) var connections: [ServerConnection] = []
-    /// Idle and head-waiting connections, oldest first (see ConnectionReclaim.swift).
-    var idleConnections = IdleConnectionQueue()
+    /// Reclaimable connections, oldest first (see ConnectionReclaim.swift).
+    var keptAliveConnections = IdleConnectionQueue(kind: IdleConnectionQueue.keptAlive)
+    var headWaitingConnections = IdleConnectionQueue(kind: IdleConnectionQueue.headWaiting)
     let reclaimThreshold: Int
     var reclaimedConnections = 0
     /// Reclaimed connections still flushing their last response (they hold a slot a little longer).
@@ -210,8 +211,8 @@ final class HTTPServerLoop: ListenerDelegate {
         connection.delegate = serverConnection
         serverConnection.registryIndex = connections.count
         connections.append(serverConnection)
-        reclaimIfCrowded(sparing: serverConnection)
-        idleConnections.append(serverConnection)
+        reclaimIfCrowded()
+        connectionAccepted(serverConnection)
         if connections.count >= maxConnections, let listener, !listener.isPaused {
             // reliability.md §1c: at the limit, leave new connections in the kernel backlog.
             limitPauses += 1
@@ -223,7 +224,7 @@ final class HTTPServerLoop: ListenerDelegate {
     func connectionClosed(_ serverConnection: ServerConnection) {
         let index = serverConnection.registryIndex
         guard index >= 0, index < connections.count, connections[index] === serverConnection else { return }
-        idleConnections.remove(serverConnection)
+        connectionBecameBusy(serverConnection)
         if serverConnection.isClosingForReclaim { reclaimsInProgress -= 1 }
         let last = connections.removeLast()
         if index < connections.count {

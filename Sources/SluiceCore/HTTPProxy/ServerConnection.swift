@@ -55,8 +55,9 @@ final class ServerConnection: ConnectionDelegate {
     let loop: EventLoop
     /// Index in the loop's registry (swap-remove).
     var registryIndex = -1
-    /// Links in the loop's IdleConnectionQueue (idle or waiting for a head; reclaimable under pressure).
-    var isReclaimable = false
+    /// Links in one of the loop's IdleConnectionQueues (reclaimable under pressure; 0: in none).
+    var reclaimQueue: UInt8 = 0
+    var acceptedAt: UInt64 = 0
     var reclaimPrevious: ServerConnection?
     var reclaimNext: ServerConnection?
     /// Reclaimed while its last response was still being flushed: closes once it is sent.
