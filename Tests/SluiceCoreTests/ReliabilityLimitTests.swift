@@ -293,3 +293,67 @@ struct ReliabilityMaxForwardsTests {
         #expect(backend.requests.first?.all("max-forwards") == ["0"])
     }
 }
+
+@Suite("Reliability: drain and the accept queue", .timeLimit(.minutes(1)))
+struct ReliabilityDrainAcceptQueueTests {
+    @Test("L7: connections waiting in the SO_REUSEPORT accept queues when a drain starts are answered with Connection: close, never reset")
+    func queuedConnectionsSurviveListenerClose() throws {
+        #expect(ensureFileDescriptorLimit(4096))
+        let proxy = try InProcessProxy(loops: 2) { _ in LocalHandler(.text(200, "served")) }
+        defer { proxy.stop() }
+        #expect(try HTTPTestClient(port: proxy.port).exchange(request("GET /warm HTTP/1.1")).status == 200)
+        // Freeze both loops, so every connection made now completes in the kernel and waits in one
+        // of the two listeners' accept queues, request bytes included. More than a loop accepts in
+        // one turn (2 × 64), so the listener close queued behind the freeze finds some still there.
+        let frozen = Locked(0)
+        for loop in proxy.group.loops {
+            loop.execute {
+                frozen.withLock { $0 += 1 }
+                usleep(1_500_000)
+            }
+        }
+        #expect(eventually { frozen.value == 2 })
+        var clients: [HTTPTestClient] = []
+        for index in 0 ..< 600 {
+            let client = try HTTPTestClient(port: proxy.port)
+            try client.send(request("GET /queued\(index) HTTP/1.1"))
+            clients.append(client)
+        }
+        // Drain starts while they are queued: the listeners close once the loops run again.
+        let drained = TestFlag()
+        proxy.server.drain(timeout: .seconds(20)) { drained.set() }
+        var outcomes: [String] = []
+        for client in clients {
+            do {
+                let response = try client.readResponse()
+                outcomes.append(response.status == 200 && response.field("connection") == "close" ? "ok" : "\(response.status) \(response.fields)")
+            } catch {
+                outcomes.append("\(error)")
+            }
+        }
+        #expect(outcomes.filter { $0 != "ok" }.isEmpty, "\(outcomes.filter { $0 != "ok" })")
+        #expect(eventually { drained.isSet })
+        // New connections are refused once the listeners are closed.
+        #expect(throws: TestFailure.self) { _ = try HTTPTestClient(port: proxy.port) }
+    }
+
+    @Test("L6: a connection accepted but silent when a drain starts gets a moment to send its request, then closes without an answer")
+    func silentConnectionAtDrainCloses() throws {
+        let proxy = try localServer()
+        defer { proxy.stop() }
+        let silent = try HTTPTestClient(port: proxy.port)
+        let late = try HTTPTestClient(port: proxy.port)
+        #expect(eventually { summed(proxy.server).connections == 2 })
+        let drained = TestFlag()
+        let start = ContinuousClock.now
+        proxy.server.drain(timeout: .seconds(20)) { drained.set() }
+        usleep(200_000)
+        let response = try late.exchange(request("GET / HTTP/1.1"))
+        #expect(response.status == 200)
+        #expect(response.field("connection") == "close")
+        #expect(silent.waitForEOF(timeout: .seconds(5)))
+        #expect(silent.reader.pending.isEmpty)
+        #expect(eventually { drained.isSet })
+        #expect(seconds(since: start) < 3)
+    }
+}

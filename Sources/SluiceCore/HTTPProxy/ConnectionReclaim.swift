@@ -55,6 +55,10 @@ extension HTTPServerLoop {
     /// reset it instead of serving it.
     static let headWaitingGraceNanoseconds: UInt64 = 1_000_000_000
 
+    /// How long a connection that has sent nothing yet may still send its first request once a drain
+    /// started (it was accepted from the queue, or had just connected).
+    static let drainHeadGraceNanoseconds: UInt64 = 1_000_000_000
+
     /// A new connection waits for its first head (reclaimable after the grace).
     func connectionAccepted(_ connection: ServerConnection) {
         connection.acceptedAt = loop.now

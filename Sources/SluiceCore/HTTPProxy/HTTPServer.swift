@@ -69,7 +69,9 @@ public final class HTTPServer: Sendable {
             return true
         }
         guard first else { return }
-        tcpServer.close()
+        // reliability.md §1f: drain the accept queue before closing listeners (no reset for clients
+        // whose connect already succeeded).
+        tcpServer.close(acceptingQueued: true)
         for box in loops {
             box.loop.execute { [self] in
                 guard let state = box.value else {
@@ -198,21 +200,19 @@ final class HTTPServerLoop: ListenerDelegate {
 
     func listenerDidStart(_ listener: Listener) {
         self.listener = listener
-        if isDraining { listener.close() }
+        if isDraining { listener.closeAfterAcceptingQueued() }
     }
 
     func didAccept(_ connection: Connection) {
         accepted += 1
-        if isDraining {
-            connection.close()
-            return
-        }
         let serverConnection = ServerConnection(server: self, connection: connection)
         connection.delegate = serverConnection
         serverConnection.registryIndex = connections.count
         connections.append(serverConnection)
         reclaimIfCrowded()
         connectionAccepted(serverConnection)
+        // Taken from the accept queue while draining: its request is answered with Connection: close.
+        if isDraining { serverConnection.beginDrain() }
         if connections.count >= maxConnections, let listener, !listener.isPaused {
             // reliability.md §1c: at the limit, leave new connections in the kernel backlog.
             limitPauses += 1
@@ -267,7 +267,7 @@ final class HTTPServerLoop: ListenerDelegate {
         guard !isDraining else { return }
         isDraining = true
         drainCompletion = completion
-        listener?.close()
+        listener?.closeAfterAcceptingQueued()
         listener = nil
         // Snapshot: closing idle connections edits the registry.
         for connection in connections { connection.beginDrain() }

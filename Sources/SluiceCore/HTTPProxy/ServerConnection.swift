@@ -413,6 +413,12 @@ final class ServerConnection: ConnectionDelegate {
     /// Drain started: idle connections close now; busy ones close after their response.
     func beginDrain() {
         switch requestPhase {
+        case .idle where reclaimQueue == IdleConnectionQueue.headWaiting:
+            // Accepted but no request read yet: it may be in the socket already, and closing now would
+            // reset it. It gets a short while to arrive (answered with Connection: close), else closes.
+            let grace = loop.now &+ HTTPServerLoop.drainHeadGraceNanoseconds
+            headDeadline = headDeadline == 0 ? grace : min(headDeadline, grace)
+            rearm()
         case .idle:
             connection.close()
         case .linger, .closed, .tunnel:

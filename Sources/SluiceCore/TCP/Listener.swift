@@ -160,6 +160,32 @@ public final class Listener: EventLoopHandler {
         if !isClosed { loop.wake(token) }
     }
 
+    /// Accepts every connection already in the kernel's queue (handing each to the delegate, even
+    /// while paused), then closes. For a graceful drain: closing a listening socket — one of several
+    /// SO_REUSEPORT sockets included — resets the connections still queued on it, though their
+    /// clients saw the connect succeed. Bounded by the backlog, so a connect storm cannot hold it.
+    public func closeAfterAcceptingQueued() {
+        guard !isClosed else { return }
+        var left = max(Int(options.backlog), 1) * 2
+        accepting: while left > 0 {
+            left -= 1
+            do {
+                guard let fd = try Syscall.accept(fileDescriptor) else { break accepting }
+                hand(fd)
+            } catch {
+                switch error.errno {
+                case Errno.connectionAborted, EPROTO, EPERM:
+                    continue accepting
+                default:
+                    // Out of fds or memory: what is left is reset by the close, as before.
+                    loop.logger.warning("cannot accept the queued connections before closing", metadata: ["error": "\(error)", "listener": "\(localAddress)"])
+                    break accepting
+                }
+            }
+        }
+        close()
+    }
+
     /// Stops listening and closes the socket; connections already accepted are unaffected.
     public func close() {
         guard !isClosed else { return }
@@ -355,11 +381,12 @@ public final class TCPServer: Sendable {
         self.listeners = listeners
     }
 
-    /// Stops accepting on every loop (asynchronously); established connections stay open.
-    public func close() {
+    /// Stops accepting on every loop (asynchronously); established connections stay open. With
+    /// `acceptingQueued`, connections already queued in the kernel are accepted first (graceful drain).
+    public func close(acceptingQueued: Bool = false) {
         for box in listeners {
             box.loop.execute {
-                box.value?.close()
+                if acceptingQueued { box.value?.closeAfterAcceptingQueued() } else { box.value?.close() }
                 box.value = nil
             }
         }
