@@ -107,6 +107,27 @@ extension EndToEnd {
             #expect(try httpRequest(port: proxy.port, "GET", "/").status == 200)
         }
 
+        @Test("L2: one long request spanning SIGTERM, the quiet period and the serving port's close gets 200 with its full body")
+        func longRequestAcrossShutdown() throws {
+            let appPort = try freePort()
+            let app = try SampleAppProcess(port: appPort)
+            let proxy = try QueueProxyProcess(RevisionPodEnvironment(userPort: appPort, extra: ["SLUICE_DRAIN_QUIET_PERIOD_SECONDS": "1"]))
+            defer { proxy.stop(); app.stop() }
+
+            // Knative's test: a 35 s request with SIGTERM at 17.5 s; here 6 s with SIGTERM at 3 s.
+            let client = try HTTPTestClient(port: proxy.port)
+            try client.sendRequest("GET", "/?sleep=6000")
+            usleep(3_000_000)
+            proxy.child.signal(SIGTERM)
+            // The quiet period passes and the serving port closes while the request is still running.
+            #expect(eventually(timeout: .seconds(3)) { (try? HTTPTestClient(port: proxy.port)) == nil })
+            #expect(proxy.child.isRunning)
+            let response = try client.readResponse()
+            #expect(response.status == 200)
+            #expect(response.bodyText == "Hello World!\nSlept for 6000 ms.\n")
+            #expect(proxy.child.waitForExit(timeout: .seconds(5)) == 0, "\(proxy.child.stderr)")
+        }
+
         @Test("L6: kept-alive clients during drain: answers during the quiet period, Connection: close after it, idle connections closed, nothing lost")
         func keptAliveClientsDuringDrain() throws {
             let appPort = try freePort()

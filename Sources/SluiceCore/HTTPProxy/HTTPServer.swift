@@ -222,10 +222,14 @@ final class HTTPServerLoop: ListenerDelegate {
     }
 
     func connectionClosed(_ serverConnection: ServerConnection) {
+        // Unlinked first, whatever the registry says: a closed connection must never be reclaimed.
+        connectionBecameBusy(serverConnection)
+        if serverConnection.isClosingForReclaim {
+            serverConnection.isClosingForReclaim = false
+            reclaimsInProgress -= 1
+        }
         let index = serverConnection.registryIndex
         guard index >= 0, index < connections.count, connections[index] === serverConnection else { return }
-        connectionBecameBusy(serverConnection)
-        if serverConnection.isClosingForReclaim { reclaimsInProgress -= 1 }
         let last = connections.removeLast()
         if index < connections.count {
             connections[index] = last
