@@ -136,11 +136,12 @@ struct ReliabilitySlowClientTests {
 @Suite("Reliability: head and chunk limits through the proxy", .timeLimit(.minutes(1)))
 struct ReliabilityFramingLimitTests {
     @Test("R7: a 2 MiB head and a head of 100,000 tiny fields are answered 431 with Connection: close and never reach the upstream",
-          arguments: [
-              String(repeating: "X-Big: " + String(repeating: "v", count: 1000) + "\r\n", count: 2048),
-              String(repeating: "a: b\r\n", count: 100_000),
-          ])
-    func hugeHeads(fields: String) throws {
+          arguments: ["2 MiB of 1 KB fields", "100,000 tiny fields"])
+    func hugeHeads(shape: String) throws {
+        // Built here, not passed in: the test report prints its arguments.
+        let fields = shape.hasPrefix("2 MiB")
+            ? String(repeating: "X-Big: " + String(repeating: "v", count: 1000) + "\r\n", count: 2048)
+            : String(repeating: "a: b\r\n", count: 100_000)
         let backend = try ScriptedBackend.fixed()
         defer { backend.stop() }
         let proxy = try InProcessProxy(upstreamPort: backend.port)
