@@ -36,6 +36,7 @@ private func summed(_ server: HTTPServer) -> HTTPServerStatistics {
     return total
 }
 
+extension ReliabilityUnderLoad {
 @Suite("Reliability: connection limit and idle reclaim", .timeLimit(.minutes(1)))
 struct ReliabilityConnectionLimitTests {
     @Test("the reclaim threshold is the limit minus 1/16 of it (94 of 100), and off below 16")
@@ -192,6 +193,8 @@ struct ReliabilityConnectionLimitTests {
     }
 }
 
+}
+
 @Suite("Reliability: early responses during an upload", .timeLimit(.minutes(1)))
 struct ReliabilityEarlyResponseTests {
     /// Sends a 10 MiB body and a pipelined GET on a background thread while the test reads.
@@ -294,6 +297,7 @@ struct ReliabilityMaxForwardsTests {
     }
 }
 
+extension ReliabilityUnderLoad {
 @Suite("Reliability: drain and the accept queue", .timeLimit(.minutes(1)))
 struct ReliabilityDrainAcceptQueueTests {
     @Test("L7: connections waiting in the SO_REUSEPORT accept queues when a drain starts are answered with Connection: close, never reset")
@@ -356,4 +360,5 @@ struct ReliabilityDrainAcceptQueueTests {
         #expect(eventually { drained.isSet })
         #expect(seconds(since: start) < 3)
     }
+}
 }
