@@ -69,7 +69,9 @@ public final class HTTPServer: Sendable {
             return true
         }
         guard first else { return }
-        tcpServer.close()
+        // reliability.md §1f: drain the accept queue before closing listeners (no reset for clients
+        // whose connect already succeeded).
+        tcpServer.close(acceptingQueued: true)
         for box in loops {
             box.loop.execute { [self] in
                 guard let state = box.value else {
@@ -134,6 +136,8 @@ public struct HTTPServerStatistics: Sendable, Equatable {
     public var accepted = 0
     /// Times accepting paused at the connection limit.
     public var limitPauses = 0
+    /// Idle or head-waiting connections closed to make room near the connection limit.
+    public var reclaimed = 0
     /// Upgraded (tunnelled) connections now.
     public var tunnels = 0
     /// Upstream pools on this loop, summed.
@@ -160,8 +164,15 @@ final class HTTPServerLoop: ListenerDelegate {
     let lingerTimeoutNanoseconds: UInt64
     let lingerTotalNanoseconds: UInt64
 
-    private var listener: Listener?
-    private var connections: [ServerConnection] = []
+    private(set) var listener: Listener?
+    private(set) var connections: [ServerConnection] = []
+    /// Reclaimable connections, oldest first (see ConnectionReclaim.swift).
+    var keptAliveConnections = IdleConnectionQueue(kind: IdleConnectionQueue.keptAlive)
+    var headWaitingConnections = IdleConnectionQueue(kind: IdleConnectionQueue.headWaiting)
+    let reclaimThreshold: Int
+    var reclaimedConnections = 0
+    /// Reclaimed connections still flushing their last response (they hold a slot a little longer).
+    var reclaimsInProgress = 0
     private var pools: [Int: UpstreamPool] = [:]
     private(set) var isDraining = false
     private var drainCompletion: (() -> Void)?
@@ -174,6 +185,7 @@ final class HTTPServerLoop: ListenerDelegate {
         self.loop = loop
         self.configuration = configuration
         self.maxConnections = maxConnections
+        reclaimThreshold = Self.reclaimThreshold(forLimit: maxConnections)
         self.handler = handler
         self.logger = logger
         allowedUpgradeBytes = configuration.allowedUpgrades.map { Array($0.lowercased().utf8) }
@@ -188,19 +200,19 @@ final class HTTPServerLoop: ListenerDelegate {
 
     func listenerDidStart(_ listener: Listener) {
         self.listener = listener
-        if isDraining { listener.close() }
+        if isDraining { listener.closeAfterAcceptingQueued() }
     }
 
     func didAccept(_ connection: Connection) {
         accepted += 1
-        if isDraining {
-            connection.close()
-            return
-        }
         let serverConnection = ServerConnection(server: self, connection: connection)
         connection.delegate = serverConnection
         serverConnection.registryIndex = connections.count
         connections.append(serverConnection)
+        reclaimIfCrowded()
+        connectionAccepted(serverConnection)
+        // Taken from the accept queue while draining: its request is answered with Connection: close.
+        if isDraining { serverConnection.beginDrain() }
         if connections.count >= maxConnections, let listener, !listener.isPaused {
             // reliability.md §1c: at the limit, leave new connections in the kernel backlog.
             limitPauses += 1
@@ -210,6 +222,12 @@ final class HTTPServerLoop: ListenerDelegate {
     }
 
     func connectionClosed(_ serverConnection: ServerConnection) {
+        // Unlinked first, whatever the registry says: a closed connection must never be reclaimed.
+        connectionBecameBusy(serverConnection)
+        if serverConnection.isClosingForReclaim {
+            serverConnection.isClosingForReclaim = false
+            reclaimsInProgress -= 1
+        }
         let index = serverConnection.registryIndex
         guard index >= 0, index < connections.count, connections[index] === serverConnection else { return }
         let last = connections.removeLast()
@@ -237,6 +255,7 @@ final class HTTPServerLoop: ListenerDelegate {
         stats.connections = connections.count
         stats.accepted = accepted
         stats.limitPauses = limitPauses
+        stats.reclaimed = reclaimedConnections
         stats.tunnels = tunnelCount
         for pool in pools.values {
             stats.upstream.connectsStarted += pool.statistics.connectsStarted
@@ -252,7 +271,7 @@ final class HTTPServerLoop: ListenerDelegate {
         guard !isDraining else { return }
         isDraining = true
         drainCompletion = completion
-        listener?.close()
+        listener?.closeAfterAcceptingQueued()
         listener = nil
         // Snapshot: closing idle connections edits the registry.
         for connection in connections { connection.beginDrain() }

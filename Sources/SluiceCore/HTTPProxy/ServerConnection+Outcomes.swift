@@ -266,6 +266,11 @@ extension ServerConnection {
         headBytesSeen = false
         idleDeadline = loop.now &+ server.idleTimeoutNanoseconds
         rearm()
+        if !hasPendingInput {
+            server.connectionBecameReclaimable(self)
+            // Reclaimed at once (the loop is at its limit with clients queued).
+            guard requestPhase == .idle else { return }
+        }
         if hasPendingInput || connection.isReadingPaused {
             hasPendingInput = false
             if !inReceive { redeliverInput() }

@@ -57,6 +57,13 @@ final class ServerConnection: ConnectionDelegate {
     let loop: EventLoop
     /// Index in the loop's registry (swap-remove).
     var registryIndex = -1
+    /// Links in one of the loop's IdleConnectionQueues (reclaimable under pressure; 0: in none).
+    var reclaimQueue: UInt8 = 0
+    var acceptedAt: UInt64 = 0
+    var reclaimPrevious: ServerConnection?
+    var reclaimNext: ServerConnection?
+    /// Reclaimed while its last response was still being flushed: closes once it is sent.
+    var isClosingForReclaim = false
 
     /// The peer's numeric host, for X-Forwarded-For / Forwarded.
     var peerHost: [UInt8] = []
@@ -326,6 +333,7 @@ final class ServerConnection: ConnectionDelegate {
     /// Returns how many of them were consumed (body bytes sent along with the head).
     func headComplete(buffer: IOBuffer, headStart: Int, available: Range<Int>) -> Int {
         headDeadline = 0
+        server.connectionBecameBusy(self)
         let head = exchange.head
         exchange.begin(buffer: buffer, headStart: headStart, now: loop.now, defaults: server.defaultTimeouts)
         bytesIn = UInt64(head.headLength)
@@ -355,6 +363,9 @@ final class ServerConnection: ConnectionDelegate {
         }
         if head.method == .trace {
             return respondWithoutHandler(status: 405, message: "TRACE is not supported", available: available)
+        }
+        if head.method == .options, let consumed = applyMaxForwards(available: available) {
+            return consumed
         }
         if head.hasUnsupportedExpectation {
             return respondWithoutHandler(status: 417, message: "unsupported expectation", available: available)
@@ -453,6 +464,12 @@ final class ServerConnection: ConnectionDelegate {
     /// Drain started: idle connections close now; busy ones close after their response.
     func beginDrain() {
         switch requestPhase {
+        case .idle where reclaimQueue == IdleConnectionQueue.headWaiting:
+            // Accepted but no request read yet: it may be in the socket already, and closing now would
+            // reset it. It gets a short while to arrive (answered with Connection: close), else closes.
+            let grace = loop.now &+ HTTPServerLoop.drainHeadGraceNanoseconds
+            headDeadline = headDeadline == 0 ? grace : min(headDeadline, grace)
+            rearm()
         case .idle:
             connection.close()
         case .linger, .closed, .tunnel, .handedOff:
@@ -460,6 +477,15 @@ final class ServerConnection: ConnectionDelegate {
         default:
             closeAfterResponse = true
         }
+    }
+
+    /// Closed to make room near the connection limit: idle or mid-head, so nothing is answered; a
+    /// response still queued is flushed first. True if the connection closed at once.
+    func reclaim() -> Bool {
+        requestPhase = .closed
+        connection.closeAfterFlush()
+        if connection.isOpen { isClosingForReclaim = true }
+        return !isClosingForReclaim
     }
 
     /// The drain deadline passed: end whatever is left.

@@ -10,10 +10,14 @@ public protocol ListenerDelegate: AnyObject {
     /// The listener this delegate serves is registered on its loop (TCPServer calls it once per
     /// listener), so the owner can `pause()`/`resume()` it, e.g. at a connection limit. Default: nothing.
     func listenerDidStart(_ listener: Listener)
+    /// While the owner has accepting paused, new connections are waiting in the backlog (the kernel
+    /// signalled one). A server at its connection limit may free a slot for them. Default: nothing.
+    func listenerHasQueuedConnections(_ listener: Listener)
 }
 
 extension ListenerDelegate {
     public func listenerDidStart(_ listener: Listener) {}
+    public func listenerHasQueuedConnections(_ listener: Listener) {}
 }
 
 /// Listening-socket options.
@@ -83,6 +87,9 @@ public final class Listener: EventLoopHandler {
     public private(set) var exhaustionPauses = 0
     /// True while the owner paused accepting with `pause()`; new connections wait in the backlog.
     public private(set) var isPaused = false
+    /// While paused: connections may be waiting in the backlog (an edge arrived while paused, or the
+    /// pause stopped an accept run before the queue was empty). Cleared when accepting resumes.
+    public private(set) var mayHaveQueuedConnections = false
 
     var token = HandlerToken.invalid
     private var retryTimer: TimerID?
@@ -120,6 +127,14 @@ public final class Listener: EventLoopHandler {
 
     public func handleEvents(_ events: IOEvents) {
         guard !isClosed else { return }
+        if isPaused {
+            // Edges are not repeated: remember that someone is waiting and tell the owner once per edge.
+            if events.contains(.readable) {
+                mayHaveQueuedConnections = true
+                delegate?.listenerHasQueuedConnections(self)
+            }
+            return
+        }
         if isAccepting {
             acceptPending()
         } else if events.contains(.wakeUp) {
@@ -141,7 +156,34 @@ public final class Listener: EventLoopHandler {
     public func resume() {
         guard isPaused else { return }
         isPaused = false
+        mayHaveQueuedConnections = false
         if !isClosed { loop.wake(token) }
+    }
+
+    /// Accepts every connection already in the kernel's queue (handing each to the delegate, even
+    /// while paused), then closes. For a graceful drain: closing a listening socket — one of several
+    /// SO_REUSEPORT sockets included — resets the connections still queued on it, though their
+    /// clients saw the connect succeed. Bounded by the backlog, so a connect storm cannot hold it.
+    public func closeAfterAcceptingQueued() {
+        guard !isClosed else { return }
+        var left = max(Int(options.backlog), 1) * 2
+        accepting: while left > 0 {
+            left -= 1
+            do {
+                guard let fd = try Syscall.accept(fileDescriptor) else { break accepting }
+                hand(fd)
+            } catch {
+                switch error.errno {
+                case Errno.connectionAborted, EPROTO, EPERM:
+                    continue accepting
+                default:
+                    // Out of fds or memory: what is left is reset by the close, as before.
+                    loop.logger.warning("cannot accept the queued connections before closing", metadata: ["error": "\(error)", "listener": "\(localAddress)"])
+                    break accepting
+                }
+            }
+        }
+        close()
     }
 
     /// Stops listening and closes the socket; connections already accepted are unaffected.
@@ -177,6 +219,8 @@ public final class Listener: EventLoopHandler {
             guard let fd else { return } // EAGAIN: the accept queue is empty; the next edge reports more.
             hand(fd)
             accepted += 1
+            // The owner paused inside this run: more may be queued, and no new edge will say so.
+            if isPaused { mayHaveQueuedConnections = true }
             if accepted >= options.maxAcceptsPerEvent {
                 loop.wake(token)
                 return
@@ -337,11 +381,12 @@ public final class TCPServer: Sendable {
         self.listeners = listeners
     }
 
-    /// Stops accepting on every loop (asynchronously); established connections stay open.
-    public func close() {
+    /// Stops accepting on every loop (asynchronously); established connections stay open. With
+    /// `acceptingQueued`, connections already queued in the kernel are accepted first (graceful drain).
+    public func close(acceptingQueued: Bool = false) {
         for box in listeners {
             box.loop.execute {
-                box.value?.close()
+                if acceptingQueued { box.value?.closeAfterAcceptingQueued() } else { box.value?.close() }
                 box.value = nil
             }
         }
