@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -56,6 +57,19 @@ static inline uint64_t sluice_monotonic_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/// CLOCK_REALTIME in nanoseconds since the Unix epoch (log timestamps, the KPA's wall clock).
+static inline int64_t sluice_realtime_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000ll + (int64_t)ts.tv_nsec;
+}
+
+/// printf's "%.*f" into `out` (glibc rounds the exact binary value, as Go's strconv does); variadic
+/// snprintf is not callable from Swift. Returns the length it needed, as snprintf does.
+static inline int sluice_format_fixed(char *out, size_t size, double value, int precision) {
+    return snprintf(out, size, "%.*f", precision, value);
 }
 
 // MARK: sockets

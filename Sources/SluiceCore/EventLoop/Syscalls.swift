@@ -93,6 +93,27 @@ enum Syscall {
 
     static func monotonicNanoseconds() -> UInt64 { sluice_monotonic_ns() }
 
+    /// CLOCK_REALTIME, nanoseconds since the Unix epoch.
+    static func realtimeNanoseconds() -> Int64 { sluice_realtime_ns() }
+
+    /// `value` with `precision` decimals as C's "%.*f" (exactly rounded), without Foundation.
+    static func formatFixed(_ value: Double, precision: Int32) -> String {
+        var buffer = [CChar](repeating: 0, count: 64)
+        // snprintf writes at most buffer.count bytes, NUL included, into the array's storage, which
+        // lives for the whole closure; a longer result (huge magnitudes) is retried with the size it needs.
+        let needed = unsafe buffer.withUnsafeMutableBufferPointer { raw in
+            unsafe Int(sluice_format_fixed(raw.baseAddress!, raw.count, value, precision))
+        }
+        if needed >= buffer.count {
+            buffer = [CChar](repeating: 0, count: needed + 1)
+            _ = unsafe buffer.withUnsafeMutableBufferPointer { raw in
+                unsafe sluice_format_fixed(raw.baseAddress!, raw.count, value, precision)
+            }
+        }
+        let length = min(max(needed, 0), buffer.count - 1)
+        return String(decoding: buffer[0 ..< length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     static func cpuCount() -> Int { Int(sluice_cpu_count()) }
 
     // MARK: sockets

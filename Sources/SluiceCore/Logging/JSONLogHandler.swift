@@ -1,11 +1,6 @@
 // Log output shared by every Sluice binary: swift-log events as one JSON object per line (Knative's
 // components log zap JSON lines too), and a plain line sink for request logs. Below every other layer:
 // it only writes bytes to a file descriptor.
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import Logging
 import Synchronization
 
@@ -63,7 +58,7 @@ public struct JSONLogHandler: LogHandler {
 
     /// Seconds since the Unix epoch with microseconds, like zap's epoch time encoder.
     static func timestamp() -> String {
-        let micros = Int64((Date().timeIntervalSince1970 * 1_000_000).rounded())
+        let micros = (Syscall.realtimeNanoseconds() + 500) / 1000
         let fraction = String(micros % 1_000_000)
         return "\(micros / 1_000_000)." + String(repeating: "0", count: 6 - fraction.count) + fraction
     }

@@ -1,7 +1,6 @@
 // Go's textual forms for numbers, booleans and durations (Serving layer, KPA configuration): Knative
 // parses its ConfigMap and annotations with Go's strconv/time rules and prints Go-formatted values in
 // its error texts, so a drop-in autoscaler must accept exactly the same strings and say the same thing.
-import Foundation
 
 /// A duration with Go's `time.Duration` semantics: signed nanoseconds, Go's parsing syntax
 /// (`60s`, `1m30s`, `1.5h`, `0`) and Go's printing (`1m0s`, `500ms`).
@@ -323,7 +322,7 @@ extension GoFormat {
     public static func f(_ x: Double) -> String {
         if x.isNaN { return "NaN" }
         if x.isInfinite { return x < 0 ? "-Inf" : "+Inf" }
-        return String(format: "%.6f", x)
+        return Syscall.formatFixed(x, precision: 6)
     }
 
     /// Shortest round-trip decimal digits of |x| and the decimal point position (digits × 10^(point - count)).

@@ -1,7 +1,7 @@
 // Per-second metric buckets and their window averages (Serving layer, KPA): the ring of 1 s slots
 // Knative's autoscaler keeps per revision and metric, with the linear and weighted-exponential
 // averages and the window resize, reproduced slot for slot (see kpa-spec §4).
-import Foundation
+import Glibc
 
 /// How a bucket set turns its slots into one value (annotation `metric-aggregation-algorithm`).
 public enum AggregationAlgorithm: String, Sendable, Equatable, CaseIterable {

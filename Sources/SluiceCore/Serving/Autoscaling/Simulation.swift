@@ -1,7 +1,6 @@
 // The KPA what-if simulator (Serving layer, KPA): reads an operator's scenario — a decider spec, or
 // ConfigMap data + annotations + containerConcurrency resolved as Knative does, and a list of timed
 // steps — and replays it through the real collector and decider, one output row per step.
-import Foundation
 
 /// A parsed scenario.
 public struct SimulationScenario: Sendable {
@@ -50,7 +49,7 @@ public struct SimulationInputError: Error, Sendable, Equatable, CustomStringConv
 }
 
 /// A JSON value that keeps booleans and numbers apart.
-public enum JSONValue: Decodable, Sendable, Equatable {
+public enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
     case number(Double)
@@ -58,14 +57,15 @@ public enum JSONValue: Decodable, Sendable, Equatable {
     case array([JSONValue])
     case object([String: JSONValue])
 
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null; return }
-        if let b = try? c.decode(Bool.self) { self = .bool(b); return }
-        if let n = try? c.decode(Double.self) { self = .number(n); return }
-        if let s = try? c.decode(String.self) { self = .string(s); return }
-        if let a = try? c.decode([JSONValue].self) { self = .array(a); return }
-        self = .object(try c.decode([String: JSONValue].self))
+    public init(_ node: JSONNode) {
+        switch node {
+        case .null: self = .null
+        case .bool(let b): self = .bool(b)
+        case .number(let n): self = .number(n.double)
+        case .string(let text): self = .string(text)
+        case .array(let elements): self = .array(elements.map(JSONValue.init))
+        case .object(let fields): self = .object(fields.mapValues(JSONValue.init))
+        }
     }
 
     var typeName: String {
@@ -95,10 +95,7 @@ public enum Simulation {
     public static func parse(json: [UInt8]) throws(SimulationInputError) -> SimulationScenario {
         let root: JSONValue
         do {
-            root = try JSONDecoder().decode(JSONValue.self, from: Data(json))
-        } catch let DecodingError.dataCorrupted(context) {
-            let detail = (context.underlyingError as? NSError)?.userInfo[NSDebugDescriptionErrorKey] as? String
-            throw SimulationInputError(["invalid JSON: " + (detail ?? context.debugDescription)])
+            root = JSONValue(try JSONParser.parse(json))
         } catch {
             throw SimulationInputError(["invalid JSON: \(error)"])
         }

@@ -1,6 +1,5 @@
 // Wall-clock time for the KPA (Serving layer): Knative keys its 1 s metric buckets and 2 s delay slots
 // by unix seconds, so the autoscaler reasons in unix time, always read through an injected clock.
-import Foundation
 import Synchronization
 
 /// A point in wall-clock time, nanoseconds since the unix epoch.
@@ -37,7 +36,7 @@ public struct SystemWallClock: WallClock {
     public init() {}
     public func now() -> UnixTime {
         // Microsecond resolution is plenty: every KPA rule works on whole seconds.
-        UnixTime(nanoseconds: Int64((Date().timeIntervalSince1970 * 1e6).rounded()) * 1000)
+        UnixTime(nanoseconds: (Syscall.realtimeNanoseconds() + 500) / 1000 * 1000)
     }
 }
 

@@ -1,11 +1,6 @@
 // Knative's OBSERVABILITY_CONFIG (the revision's observability settings as JSON: request log template and
 // switches, tracing, metrics exporters) and SERVING_LOGGING_CONFIG/LEVEL (a zap logger config), decoded and
 // checked. Serving layer, startup-time only.
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import Logging
 
 public struct ObservabilityConfig: Sendable {
@@ -63,7 +58,7 @@ public struct ObservabilityConfig: Sendable {
         if !json.isEmpty {
             let raw: RawObservability
             do {
-                raw = try JSONDecoder().decode(RawObservability.self, from: Data(json.utf8))
+                raw = try RawObservability(json)
             } catch {
                 throw ConfigurationError(invalid: [
                     ConfigurationIssue(variable: variable, value: json, reason: "is not valid observability JSON: \(error)")
@@ -79,7 +74,7 @@ public struct ObservabilityConfig: Sendable {
             }
             if let metrics = raw.metrics { config.metrics = metrics.exporter }
             if let metrics = raw.requestMetrics { config.requestMetrics = metrics.exporter }
-            if let runtime = raw.runtime, let profiling = runtime.profiling { config.profiling = profiling }
+            if let profiling = raw.profiling { config.profiling = profiling }
         }
 
         switch config.tracing.protocolName {
@@ -123,35 +118,56 @@ public struct ObservabilityConfig: Sendable {
     }
 }
 
-private struct RawObservability: Decodable {
-    struct Tracing: Decodable {
+/// The OBSERVABILITY_CONFIG fields Sluice reads (others are ignored, as Knative's decoder does).
+private struct RawObservability {
+    struct Tracing {
         var `protocol`: String?
         var endpoint: String?
         var samplingRate: Double?
     }
 
-    struct Metrics: Decodable {
+    struct Metrics {
         var `protocol`: String?
         var endpoint: String?
         /// Go's time.Duration: nanoseconds.
         var exportInterval: Int64?
+
+        init(_ fields: JSONObjectReader) throws(JSONFieldError) {
+            self.protocol = try fields.string("protocol")
+            endpoint = try fields.string("endpoint")
+            exportInterval = try fields.int64("exportInterval")
+        }
 
         var exporter: ObservabilityConfig.Exporter {
             .init(protocolName: self.protocol ?? "none", endpoint: endpoint ?? "", exportInterval: exportInterval.map { .nanoseconds($0) })
         }
     }
 
-    struct Runtime: Decodable {
-        var profiling: String?
-    }
-
     var tracing: Tracing?
     var metrics: Metrics?
     var requestMetrics: Metrics?
-    var runtime: Runtime?
+    var profiling: String?
     var enableRequestLog: Bool?
     var requestLogTemplate: String?
     var enableProbeRequestLog: Bool?
+
+    init(_ json: String) throws(JSONDecodeError) {
+        let root: JSONNode
+        do { root = try JSONParser.parse(json) } catch { throw .syntax(error) }
+        do throws(JSONFieldError) {
+            let fields = try JSONObjectReader(root, path: "")
+            if let tracingFields = try fields.object("tracing") {
+                tracing = Tracing(protocol: try tracingFields.string("protocol"), endpoint: try tracingFields.string("endpoint"),
+                                  samplingRate: try tracingFields.double("samplingRate"))
+            }
+            metrics = try fields.object("metrics").map { fields throws(JSONFieldError) in try Metrics(fields) }
+            requestMetrics = try fields.object("requestMetrics").map { fields throws(JSONFieldError) in try Metrics(fields) }
+            profiling = try fields.object("runtime")?.string("profiling")
+            enableRequestLog = try fields.bool("enableRequestLog")
+            requestLogTemplate = try fields.string("requestLogTemplate")
+            enableProbeRequestLog = try fields.bool("enableProbeRequestLog")
+        } catch { throw .field(error) }
+    }
 }
 
 /// The log level queue-proxy runs at, from Knative's zap logging config and its per-component override.
@@ -173,10 +189,12 @@ public enum ServingLogLevel {
     static func resolve(config: String, level: String, reader: inout EnvironmentReader) -> Logger.Level {
         var resolved = Logger.Level.info
         if !config.isEmpty {
-            struct ZapConfig: Decodable { var level: String? }
-            do {
-                let zap = try JSONDecoder().decode(ZapConfig.self, from: Data(config.utf8))
-                if let name = zap.level {
+            do throws(JSONDecodeError) {
+                let root: JSONNode
+                do { root = try JSONParser.parse(config) } catch { throw .syntax(error) }
+                let level: String?
+                do { level = try JSONObjectReader(root, path: "").string("level") } catch { throw .field(error) }
+                if let name = level {
                     if let parsed = parse(name) {
                         resolved = parsed
                     } else {

@@ -1,12 +1,6 @@
 // The user container's readiness probe as Knative hands it to queue-proxy in SERVING_READINESS_PROBE: the
 // JSON of a Kubernetes Probe (or a list of them with multi-container probing), decoded into checked value
 // types. Serving layer, startup-time only.
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 /// One readiness probe queue-proxy runs against a container of its pod.
 public struct ReadinessProbeSpec: Sendable, Equatable {
     public enum Scheme: String, Sendable, Equatable {
@@ -109,20 +103,25 @@ extension ReadinessProbeSpec {
     /// probing; `null` entries are skipped). Errors name the variable, the JSON path and the problem.
     public static func decodeList(_ json: String, variable: String = "SERVING_READINESS_PROBE") throws(ConfigurationError) -> [ReadinessProbeSpec] {
         let trimmed = json.drop { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }
-        let data = Data(json.utf8)
         var raws: [(path: String, probe: RawProbe)] = []
-        do {
-            if trimmed.first == "[" {
-                let list = try JSONDecoder().decode([RawProbe?].self, from: data)
-                for (index, probe) in list.enumerated() {
-                    if let probe { raws.append(("[\(index)]", probe)) }
+        do throws(JSONDecodeError) {
+            let root: JSONNode
+            do { root = try JSONParser.parse(json) } catch { throw .syntax(error) }
+            do throws(JSONFieldError) {
+                if trimmed.first == "[" {
+                    guard case .array(let list) = root else {
+                        throw JSONFieldError(path: "", message: "expected a list, got \(root.typeName)")
+                    }
+                    for (index, element) in list.enumerated() where element != .null {
+                        raws.append(("[\(index)]", try RawProbe(element, path: "[\(index)]")))
+                    }
+                } else {
+                    raws.append(("", try RawProbe(root, path: "")))
                 }
-            } else {
-                raws.append(("", try JSONDecoder().decode(RawProbe.self, from: data)))
-            }
+            } catch { throw .field(error) }
         } catch {
             throw ConfigurationError(invalid: [
-                ConfigurationIssue(variable: variable, value: json, reason: "is not a Kubernetes Probe in JSON: \(Self.describe(error))")
+                ConfigurationIssue(variable: variable, value: json, reason: "is not a Kubernetes Probe in JSON: \(error)")
             ])
         }
         var issues: [ConfigurationIssue] = []
@@ -137,36 +136,27 @@ extension ReadinessProbeSpec {
         if !issues.isEmpty { throw ConfigurationError(invalid: issues) }
         return specs
     }
-
-    private static func describe(_ error: any Error) -> String {
-        switch error {
-        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context),
-            DecodingError.keyNotFound(_, let context), DecodingError.dataCorrupted(let context):
-            let path = context.codingPath.map { key in key.intValue.map { "[\($0)]" } ?? ".\(key.stringValue)" }.joined()
-            return (path.isEmpty ? "" : "\(path): ") + context.debugDescription
-        default:
-            return "\(error)"
-        }
-    }
 }
 
 /// Kubernetes' IntOrString for ports.
-private enum RawPort: Decodable {
+private enum RawPort {
     case number(Int)
     case name(String)
 
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if let number = try? container.decode(Int.self) {
-            self = .number(number)
-        } else {
-            self = .name(try container.decode(String.self))
+    init?(_ fields: JSONObjectReader, _ key: String) throws(JSONFieldError) {
+        switch fields.node(key) {
+        case nil: return nil
+        case .string(let name)?: self = .name(name)
+        case .number?: self = .number(try fields.int(key) ?? 0)
+        case let other?:
+            throw JSONFieldError(path: "\(fields.path).\(key)", message: "expected a number or a string, got \(other.typeName)")
         }
     }
 }
 
-private struct RawProbe: Decodable {
-    struct HTTPGet: Decodable {
+/// The Probe fields queue-proxy reads; the others (terminationGracePeriodSeconds, …) are ignored.
+private struct RawProbe {
+    struct HTTPGet {
         var path: String?
         var port: RawPort?
         var host: String?
@@ -174,35 +164,67 @@ private struct RawProbe: Decodable {
         var httpHeaders: [Header]?
     }
 
-    struct Header: Decodable {
+    struct Header {
         var name: String
         var value: String
     }
 
-    struct TCPSocket: Decodable {
+    struct TCPSocket {
         var port: RawPort?
         var host: String?
     }
 
-    struct GRPC: Decodable {
+    struct GRPC {
         var port: Int?
         var service: String?
     }
 
-    struct Exec: Decodable {}
-
     var httpGet: HTTPGet?
     var tcpSocket: TCPSocket?
     var grpc: GRPC?
-    var exec: Exec?
+    var exec: Bool = false
     var initialDelaySeconds: Int?
     var timeoutSeconds: Int?
     var periodSeconds: Int?
     var successThreshold: Int?
     var failureThreshold: Int?
 
+    init(_ node: JSONNode, path: String) throws(JSONFieldError) {
+        let probe = try JSONObjectReader(node, path: path)
+        if let get = try probe.object("httpGet") {
+            var headers: [Header]?
+            if let list = try get.array("httpHeaders") {
+                headers = []
+                for (elementPath, element) in list {
+                    let header = try JSONObjectReader(element, path: elementPath)
+                    guard let name = try header.string("name") else {
+                        throw JSONFieldError(path: "\(elementPath).name", message: "missing")
+                    }
+                    guard let value = try header.string("value") else {
+                        throw JSONFieldError(path: "\(elementPath).value", message: "missing")
+                    }
+                    headers?.append(Header(name: name, value: value))
+                }
+            }
+            httpGet = HTTPGet(path: try get.string("path"), port: try RawPort(get, "port"), host: try get.string("host"),
+                              scheme: try get.string("scheme"), httpHeaders: headers)
+        }
+        if let socket = try probe.object("tcpSocket") {
+            tcpSocket = TCPSocket(port: try RawPort(socket, "port"), host: try socket.string("host"))
+        }
+        if let grpcFields = try probe.object("grpc") {
+            grpc = GRPC(port: try grpcFields.int("port"), service: try grpcFields.string("service"))
+        }
+        exec = try probe.object("exec") != nil
+        initialDelaySeconds = try probe.int("initialDelaySeconds")
+        timeoutSeconds = try probe.int("timeoutSeconds")
+        periodSeconds = try probe.int("periodSeconds")
+        successThreshold = try probe.int("successThreshold")
+        failureThreshold = try probe.int("failureThreshold")
+    }
+
     func validated(path: String, problems: inout [String]) -> ReadinessProbeSpec? {
-        let handlers = [httpGet != nil, tcpSocket != nil, grpc != nil, exec != nil].filter { $0 }.count
+        let handlers = [httpGet != nil, tcpSocket != nil, grpc != nil, exec].filter { $0 }.count
         if handlers == 0 {
             problems.append("\(path.isEmpty ? "probe" : path): no handler: expected one of httpGet, tcpSocket or grpc")
             return nil

@@ -31,9 +31,9 @@ public struct ExchangeHeaderView: RequestHeaderView {
     private let fields: HTTPFieldList
 
     public init(_ exchange: HTTPExchange) {
-        let head = exchange.head
-        fields = head.fields
-        if let whole = exchange.slice(0 ..< head.headLength) {
+        // Read through the exchange rather than copying its HTTPHead (a large value) per request.
+        fields = exchange.head.fields
+        if let whole = exchange.slice(0 ..< exchange.head.headLength) {
             buffer = whole.buffer
             base = whole.range.lowerBound
         } else {

@@ -80,7 +80,8 @@ public final class QueueProxyHandler: HTTPHandler {
         let headers = ExchangeHeaderView(exchange)
         let context = takeContext()
         exchange.context = context
-        context.isProbe = Self.isProbe(headers)
+        // Requests answered here matter to the request log only; on the proxy path the traits say it.
+        if logRenderer != nil { context.isProbe = Self.isProbe(headers) }
 
         // Drainer + health check: probes are answered here and never reach the app.
         switch QueueProbeClassifier.classify(headers, draining: state.drain.isDraining) {
@@ -103,6 +104,7 @@ public final class QueueProxyHandler: HTTPHandler {
                        context: QueueRequestContext) -> HTTPHandlerDecision {
         let now = state.now
         context.reachedChain = true
+        context.isProbe = traits.isProbe
         // Drainer: every request (not a probe) restarts the quiet period.
         state.drain.requestArrived(at: now)
         // Route tag: Knative only labels its OpenTelemetry metrics and spans with it; the headers reach
