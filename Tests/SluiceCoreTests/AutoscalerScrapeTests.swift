@@ -85,7 +85,6 @@ func makeScraper(on loop: EventLoop, mesh: MeshCompatibilityMode = .auto, servic
     return made.value
 }
 
-extension UncheckedBox: @unchecked Sendable {}
 
 @Suite("Autoscaler stat scraping", .timeLimit(.minutes(1)))
 struct AutoscalerScrapeTests {
