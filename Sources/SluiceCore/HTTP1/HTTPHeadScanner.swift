@@ -111,17 +111,38 @@ extension HTTPHead {
         let end = min(n, limits.maxHeadBytes)
         let lineEnd = min(end, limits.maxStartLineBytes)
         var pos = 0
-        while pos < lineEnd, unsafe table[Int(p[pos])] & CharacterClass.token != 0 { pos &+= 1 }
-        guard pos > 0, pos < lineEnd, unsafe p[pos] == ASCII.sp else { return .declined }
-        let methodEnd = pos
-        pos &+= 1
-        let targetStart = pos
-        while pos &+ 4 <= lineEnd {
-            let ok = unsafe table[Int(p[pos])] & table[Int(p[pos &+ 1])] & table[Int(p[pos &+ 2])] & table[Int(p[pos &+ 3])]
-            if ok & CharacterClass.target == 0 { break }
-            pos &+= 4
+        // The two commonest methods are recognised from one 4- or 8-byte load: "GET " and "POST "
+        // are token bytes followed by SP, exactly what the byte loop below would accept.
+        let parsedMethod: HTTPMethod
+        let methodEnd: Int
+        if lineEnd >= 8 {
+            let word = unsafe UnsafeRawPointer(p).loadUnaligned(as: UInt64.self)
+            if UInt32(truncatingIfNeeded: word) == 0x2054_4547 {
+                parsedMethod = .get; methodEnd = 3
+            } else if word & 0xFF_FFFF_FFFF == 0x20_5453_4F50 {
+                parsedMethod = .post; methodEnd = 4
+            } else {
+                while pos < lineEnd, unsafe table[Int(p[pos])] & CharacterClass.token != 0 { pos &+= 1 }
+                guard pos > 0, pos < lineEnd, unsafe p[pos] == ASCII.sp else { return .declined }
+                parsedMethod = unsafe HTTPHead.knownMethod(p, pos)
+                methodEnd = pos
+            }
+        } else {
+            return .declined
         }
-        while pos < lineEnd, unsafe table[Int(p[pos])] & CharacterClass.target != 0 { pos &+= 1 }
+        pos = methodEnd &+ 1
+        let targetStart = pos
+        // "/" alone is the commonest target; otherwise four bytes per round, then one at a time.
+        if pos &+ 1 < lineEnd, unsafe p[pos] == ASCII.slash && p[pos &+ 1] == ASCII.sp {
+            pos &+= 1
+        } else {
+            while pos &+ 4 <= lineEnd {
+                let ok = unsafe table[Int(p[pos])] & table[Int(p[pos &+ 1])] & table[Int(p[pos &+ 2])] & table[Int(p[pos &+ 3])]
+                if ok & CharacterClass.target == 0 { break }
+                pos &+= 4
+            }
+            while pos < lineEnd, unsafe table[Int(p[pos])] & CharacterClass.target != 0 { pos &+= 1 }
+        }
         guard pos > targetStart, pos &+ 11 <= lineEnd, unsafe p[pos] == ASCII.sp else { return .declined }
         let targetEnd = pos
         let word = unsafe UnsafeRawPointer(p + (pos &+ 1)).loadUnaligned(as: UInt64.self)
@@ -131,12 +152,17 @@ extension HTTPHead {
         else { return .declined }
         guard unsafe p[pos &+ 9] == ASCII.cr && p[pos &+ 10] == ASCII.lf else { return .declined }
         pos &+= 11
-        method = unsafe HTTPHead.knownMethod(p, methodEnd)
+        method = parsedMethod
         version = parsedVersion
         methodRange = 0..<methodEnd
         target = targetStart..<targetEnd
         startLine = 0..<pos
-        guard unsafe classifyTarget(p, table) == nil else { return .declined }
+        // classifyTarget's answer for a target starting with "/" under any method but CONNECT.
+        if parsedMethod != .connect, unsafe p[targetStart] == ASCII.slash {
+            targetForm = .origin
+        } else {
+            guard unsafe classifyTarget(p, table) == nil else { return .declined }
+        }
 
         let maxFields = limits.maxFieldCount
         let ones: UInt64 = 0x0101_0101_0101_0101
@@ -165,6 +191,39 @@ extension HTTPHead {
             }
             guard count < maxFields else { return .declined }
             let lineStart = pos
+            // Host, in any case, then its value checked as host bytes in the same pass that finds
+            // the CR; whatever that pass does not accept goes through the generic value scan below.
+            if pos &+ 5 < end,
+               unsafe UnsafeRawPointer(p + pos).loadUnaligned(as: UInt32.self) | 0x2020_2020 == 0x7473_6F68,
+               unsafe p[pos &+ 4] == ASCII.colon {
+                let colon = pos &+ 4
+                var vs = colon &+ 1
+                while vs < end, unsafe p[vs] == ASCII.sp || p[vs] == ASCII.htab { vs &+= 1 }
+                var ve = vs
+                while ve &+ 4 <= end {
+                    let ok = unsafe table[Int(p[ve])] & table[Int(p[ve &+ 1])] & table[Int(p[ve &+ 2])] & table[Int(p[ve &+ 3])]
+                    if ok & CharacterClass.host == 0 { break }
+                    ve &+= 4
+                }
+                while ve < end, unsafe table[Int(p[ve])] & CharacterClass.host != 0 { ve &+= 1 }
+                var q = ve
+                while q < end, unsafe p[q] == ASCII.sp || p[q] == ASCII.htab { q &+= 1 }
+                if q &+ 1 < end, unsafe p[q] == ASCII.cr && p[q &+ 1] == ASCII.lf {
+                    mask |= 1 << UInt32(HTTPKnownField.host.rawValue)
+                    hostCount &+= 1
+                    hostRange = vs..<ve
+                    unsafe fields[count] = HTTPField(
+                        lineStart: UInt32(truncatingIfNeeded: lineStart),
+                        nameLength: 4,
+                        valueStart: UInt32(truncatingIfNeeded: vs),
+                        valueLength: UInt32(truncatingIfNeeded: ve &- vs),
+                        lineLength: UInt32(truncatingIfNeeded: q &+ 2 &- lineStart),
+                        knownRaw: HTTPKnownField.host.rawValue, flags: 0)
+                    count &+= 1
+                    pos = q &+ 2
+                    continue
+                }
+            }
             while pos &+ 4 <= end {
                 let ok = unsafe table[Int(p[pos])] & table[Int(p[pos &+ 1])] & table[Int(p[pos &+ 2])] & table[Int(p[pos &+ 3])]
                 if ok & CharacterClass.token == 0 { break }
@@ -220,7 +279,11 @@ extension HTTPHead {
             if known == HTTPKnownField.host.rawValue {
                 // Duplicate or invalid Host: let finishHead report it.
                 hostCount &+= 1
-                for j in vs..<ve where unsafe table[Int(p[j])] & CharacterClass.host == 0 { hostCount = 2 }
+                var j = vs
+                while j < ve {
+                    if unsafe table[Int(p[j])] & CharacterClass.host == 0 { hostCount = 2; break }
+                    j &+= 1
+                }
                 hostRange = vs..<ve
             }
             unsafe fields[count] = HTTPField(
