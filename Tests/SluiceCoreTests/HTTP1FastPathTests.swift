@@ -53,7 +53,7 @@ let fastPathRejected: [Reject] = [
     Reject("CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n", .invalidTarget, at: "/"),
 ]
 
-@Suite("HTTP/1.1 head parser shortcuts")
+@Suite("HTTP/1.1 head parser shortcuts", .timeLimit(.minutes(1)))
 struct HTTP1FastPathTests {
     @Test("a request the shortcuts accept parses as the resumable scanner parses it", arguments: fastPathAccepted)
     func acceptedRequestParses(_ c: Accept) {
