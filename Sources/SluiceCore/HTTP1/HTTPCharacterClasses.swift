@@ -56,6 +56,14 @@ enum CharacterClass {
     }
 }
 
+/// The table's address, taken once when an `HTTPHead` is made, so a parse call reads a stored pointer
+/// instead of passing the lazy global's initialisation check each time.
+@safe struct CharacterTable: @unchecked Sendable {
+    // @unchecked: the table is immutable after initialisation and never freed (see `pointer`).
+    let pointer: UnsafePointer<UInt8>
+    init() { unsafe pointer = CharacterClass.pointer }
+}
+
 /// ASCII bytes the codec names (public: Serving extends it with header-matching helpers).
 public enum ASCII {
     static let cr: UInt8 = 0x0D

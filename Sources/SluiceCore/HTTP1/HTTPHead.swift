@@ -168,10 +168,11 @@ public struct HTTPFieldName: Sendable, Hashable {
 public struct HTTPHead: Sendable {
     public let limits: HTTPParserLimits
 
-    @usableFromInline var storage: [HTTPField]
+    @usableFromInline var storage: HTTPFieldStorage
     /// Number of field lines in `fields`.
     public internal(set) var fieldCount: Int = 0
     var scan = HeadScanState()
+    let characterTable = CharacterTable()
 
     // Request line.
     public internal(set) var method: HTTPMethod = .other
@@ -224,7 +225,7 @@ public struct HTTPHead: Sendable {
 
     public init(limits: HTTPParserLimits = .default) {
         self.limits = limits
-        self.storage = Array(repeating: HTTPField(), count: limits.maxFieldCount)
+        self.storage = HTTPFieldStorage(capacity: limits.maxFieldCount)
     }
 
     /// Forget any partial parse so the next call starts a new message. Called implicitly after a
@@ -278,9 +279,12 @@ public struct HTTPHead: Sendable {
 
 /// The field lines of a head, as a random-access collection (iterating allocates nothing).
 public struct HTTPFieldList: RandomAccessCollection, Sendable {
-    let storage: [HTTPField]
+    let storage: HTTPFieldStorage
     public let count: Int
     public var startIndex: Int { 0 }
     public var endIndex: Int { count }
-    public subscript(position: Int) -> HTTPField { storage[position] }
+    public subscript(position: Int) -> HTTPField {
+        precondition(position >= 0 && position < count, "HTTPFieldList index out of range")
+        return storage[position]
+    }
 }

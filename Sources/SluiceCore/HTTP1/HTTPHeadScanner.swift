@@ -68,32 +68,25 @@ extension HTTPHead {
         guard let p = buffer.baseAddress, n > 0 else { return .incomplete }
         // Invariant for every `p[i]` below: i < end <= n or i < window <= end (checked just before).
         // Invariant: the table has 256 entries, so any UInt8 index is in bounds.
-        let table = unsafe CharacterClass.pointer
-        do {
-            // Take the field storage out of `self` while scanning so it is written through a pointer
-            // without a uniqueness check per field; `[]` is the shared empty array, so this allocates
-            // nothing, and the storage goes back before anything else reads it.
-            var fields: [HTTPField] = []
-            swap(&fields, &storage)
-            let result = unsafe fields.withUnsafeMutableBufferPointer { fieldBuffer -> HTTPParseResult in
-                // Invariant: fieldBuffer.count == limits.maxFieldCount; the scanner writes index
-                // fieldCount only after checking fieldCount < maxFieldCount.
-                // A whole request head on the first call takes the straight-line path; anything it
-                // does not accept (errors, partial input, leading CRLFs) is decided by scanLines.
-                if isRequest && self.scan.phase == .begin, let fieldPointer = fieldBuffer.baseAddress {
-                    switch unsafe self.scanWholeRequest(p, n: n, table: table, fields: fieldPointer) {
-                    case .finished: return .complete(self.headLength)
-                    case .scanned: return unsafe self.finishHead(p, table: table, fields: fieldPointer, requestMethod: requestMethod)
-                    case .declined: break
-                    }
-                }
-                let scanned = unsafe self.scanLines(p, n: n, table: table, fields: fieldBuffer.baseAddress, isRequest: isRequest)
-                guard case .complete = scanned, let fieldPointer = fieldBuffer.baseAddress else { return scanned }
-                return unsafe self.finishHead(p, table: table, fields: fieldPointer, requestMethod: requestMethod)
+        let table = unsafe characterTable.pointer
+        // Copy-on-write: a copy of this head may still share the field records; write only our own.
+        if !isKnownUniquelyReferenced(&storage) { storage = HTTPFieldStorage(copying: storage) }
+        // Invariant: `storage` is held by `self` for this whole call and never replaced below, so the
+        // pointer stays valid; it addresses limits.maxFieldCount records, and the scanner writes
+        // index fieldCount only after checking fieldCount < maxFieldCount.
+        let fieldPointer = unsafe storage.base
+        // A whole request head on the first call takes the straight-line path; anything it does
+        // not accept (errors, partial input, leading CRLFs) is decided by scanLines.
+        if isRequest && scan.phase == .begin {
+            switch unsafe scanWholeRequest(p, n: n, table: table, fields: fieldPointer) {
+            case .finished: return .complete(headLength)
+            case .scanned: return unsafe finishHead(p, table: table, fields: fieldPointer, requestMethod: requestMethod)
+            case .declined: break
             }
-            swap(&fields, &storage)
-            return result
         }
+        let scanned = unsafe scanLines(p, n: n, table: table, fields: fieldPointer, isRequest: isRequest)
+        guard case .complete = scanned else { return scanned }
+        return unsafe finishHead(p, table: table, fields: fieldPointer, requestMethod: requestMethod)
     }
 
     /// Straight-line scan of a complete, valid request head. Returns `.declined`, having changed
@@ -111,17 +104,38 @@ extension HTTPHead {
         let end = min(n, limits.maxHeadBytes)
         let lineEnd = min(end, limits.maxStartLineBytes)
         var pos = 0
-        while pos < lineEnd, unsafe table[Int(p[pos])] & CharacterClass.token != 0 { pos &+= 1 }
-        guard pos > 0, pos < lineEnd, unsafe p[pos] == ASCII.sp else { return .declined }
-        let methodEnd = pos
-        pos &+= 1
-        let targetStart = pos
-        while pos &+ 4 <= lineEnd {
-            let ok = unsafe table[Int(p[pos])] & table[Int(p[pos &+ 1])] & table[Int(p[pos &+ 2])] & table[Int(p[pos &+ 3])]
-            if ok & CharacterClass.target == 0 { break }
-            pos &+= 4
+        // The two commonest methods are recognised from one 4- or 8-byte load: "GET " and "POST "
+        // are token bytes followed by SP, exactly what the byte loop below would accept.
+        let parsedMethod: HTTPMethod
+        let methodEnd: Int
+        if lineEnd >= 8 {
+            let word = unsafe UnsafeRawPointer(p).loadUnaligned(as: UInt64.self)
+            if UInt32(truncatingIfNeeded: word) == 0x2054_4547 {
+                parsedMethod = .get; methodEnd = 3
+            } else if word & 0xFF_FFFF_FFFF == 0x20_5453_4F50 {
+                parsedMethod = .post; methodEnd = 4
+            } else {
+                while pos < lineEnd, unsafe table[Int(p[pos])] & CharacterClass.token != 0 { pos &+= 1 }
+                guard pos > 0, pos < lineEnd, unsafe p[pos] == ASCII.sp else { return .declined }
+                parsedMethod = unsafe HTTPHead.knownMethod(p, pos)
+                methodEnd = pos
+            }
+        } else {
+            return .declined
         }
-        while pos < lineEnd, unsafe table[Int(p[pos])] & CharacterClass.target != 0 { pos &+= 1 }
+        pos = methodEnd &+ 1
+        let targetStart = pos
+        // "/" alone is the commonest target; otherwise four bytes per round, then one at a time.
+        if pos &+ 1 < lineEnd, unsafe p[pos] == ASCII.slash && p[pos &+ 1] == ASCII.sp {
+            pos &+= 1
+        } else {
+            while pos &+ 4 <= lineEnd {
+                let ok = unsafe table[Int(p[pos])] & table[Int(p[pos &+ 1])] & table[Int(p[pos &+ 2])] & table[Int(p[pos &+ 3])]
+                if ok & CharacterClass.target == 0 { break }
+                pos &+= 4
+            }
+            while pos < lineEnd, unsafe table[Int(p[pos])] & CharacterClass.target != 0 { pos &+= 1 }
+        }
         guard pos > targetStart, pos &+ 11 <= lineEnd, unsafe p[pos] == ASCII.sp else { return .declined }
         let targetEnd = pos
         let word = unsafe UnsafeRawPointer(p + (pos &+ 1)).loadUnaligned(as: UInt64.self)
@@ -131,12 +145,17 @@ extension HTTPHead {
         else { return .declined }
         guard unsafe p[pos &+ 9] == ASCII.cr && p[pos &+ 10] == ASCII.lf else { return .declined }
         pos &+= 11
-        method = unsafe HTTPHead.knownMethod(p, methodEnd)
+        method = parsedMethod
         version = parsedVersion
         methodRange = 0..<methodEnd
         target = targetStart..<targetEnd
         startLine = 0..<pos
-        guard unsafe classifyTarget(p, table) == nil else { return .declined }
+        // classifyTarget's answer for a target starting with "/" under any method but CONNECT.
+        if parsedMethod != .connect, unsafe p[targetStart] == ASCII.slash {
+            targetForm = .origin
+        } else {
+            guard unsafe classifyTarget(p, table) == nil else { return .declined }
+        }
 
         let maxFields = limits.maxFieldCount
         let ones: UInt64 = 0x0101_0101_0101_0101
@@ -165,6 +184,50 @@ extension HTTPHead {
             }
             guard count < maxFields else { return .declined }
             let lineStart = pos
+            // Host, in any case, then its value checked as host bytes in the same pass that finds
+            // the CR; whatever that pass does not accept goes through the generic value scan below.
+            if pos &+ 5 < end,
+               unsafe UnsafeRawPointer(p + pos).loadUnaligned(as: UInt32.self) | 0x2020_2020 == 0x7473_6F68,
+               unsafe p[pos &+ 4] == ASCII.colon {
+                let colon = pos &+ 4
+                var vs = colon &+ 1
+                while vs < end, unsafe p[vs] == ASCII.sp || p[vs] == ASCII.htab { vs &+= 1 }
+                var ve = vs
+                var stopped = false
+                while ve &+ 4 <= end {
+                    let c0 = unsafe table[Int(p[ve])] & CharacterClass.host
+                    let c1 = unsafe table[Int(p[ve &+ 1])] & CharacterClass.host
+                    let c2 = unsafe table[Int(p[ve &+ 2])] & CharacterClass.host
+                    let c3 = unsafe table[Int(p[ve &+ 3])] & CharacterClass.host
+                    if c0 & c1 & c2 & c3 == 0 {
+                        // The first of the four that is not a host byte ends the value.
+                        ve &+= c0 == 0 ? 0 : c1 == 0 ? 1 : c2 == 0 ? 2 : 3
+                        stopped = true
+                        break
+                    }
+                    ve &+= 4
+                }
+                if !stopped {
+                    while ve < end, unsafe table[Int(p[ve])] & CharacterClass.host != 0 { ve &+= 1 }
+                }
+                var q = ve
+                while q < end, unsafe p[q] == ASCII.sp || p[q] == ASCII.htab { q &+= 1 }
+                if q &+ 1 < end, unsafe p[q] == ASCII.cr && p[q &+ 1] == ASCII.lf {
+                    mask |= 1 << UInt32(HTTPKnownField.host.rawValue)
+                    hostCount &+= 1
+                    hostRange = vs..<ve
+                    unsafe fields[count] = HTTPField(
+                        lineStart: UInt32(truncatingIfNeeded: lineStart),
+                        nameLength: 4,
+                        valueStart: UInt32(truncatingIfNeeded: vs),
+                        valueLength: UInt32(truncatingIfNeeded: ve &- vs),
+                        lineLength: UInt32(truncatingIfNeeded: q &+ 2 &- lineStart),
+                        knownRaw: HTTPKnownField.host.rawValue, flags: 0)
+                    count &+= 1
+                    pos = q &+ 2
+                    continue
+                }
+            }
             while pos &+ 4 <= end {
                 let ok = unsafe table[Int(p[pos])] & table[Int(p[pos &+ 1])] & table[Int(p[pos &+ 2])] & table[Int(p[pos &+ 3])]
                 if ok & CharacterClass.token == 0 { break }
@@ -220,7 +283,11 @@ extension HTTPHead {
             if known == HTTPKnownField.host.rawValue {
                 // Duplicate or invalid Host: let finishHead report it.
                 hostCount &+= 1
-                for j in vs..<ve where unsafe table[Int(p[j])] & CharacterClass.host == 0 { hostCount = 2 }
+                var j = vs
+                while j < ve {
+                    if unsafe table[Int(p[j])] & CharacterClass.host == 0 { hostCount = 2; break }
+                    j &+= 1
+                }
                 hostRange = vs..<ve
             }
             unsafe fields[count] = HTTPField(
@@ -738,5 +805,42 @@ extension HTTPHead {
         guard i < end, unsafe p[i] == ASCII.colon else { return .invalidTarget }
         targetForm = .absolute
         return nil
+    }
+}
+
+/// The field records of a head: a fixed-capacity buffer allocated once per `HTTPHead`, so the scanner
+/// writes records through a plain pointer with no per-parse array uniqueness dance. Copies of a head
+/// share it until one parses again: `HTTPHead.scanHead` replaces a shared storage with a copy first.
+@usableFromInline
+@safe final class HTTPFieldStorage: @unchecked Sendable {
+    // @unchecked: the records are written only by the scanner of the HTTPHead that holds the sole
+    // reference (checked with isKnownUniquelyReferenced before every parse); shared copies only read.
+    @usableFromInline let capacity: Int
+    let base: UnsafeMutablePointer<HTTPField>
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        unsafe base = UnsafeMutablePointer<HTTPField>.allocate(capacity: capacity)
+        // Invariant: `base` was just allocated for `capacity` records.
+        unsafe base.initialize(repeating: HTTPField(), count: capacity)
+    }
+
+    init(copying other: HTTPFieldStorage) {
+        capacity = other.capacity
+        unsafe base = UnsafeMutablePointer<HTTPField>.allocate(capacity: capacity)
+        // Invariant: both buffers hold `capacity` initialised records (HTTPField is trivial).
+        unsafe base.initialize(from: other.base, count: capacity)
+    }
+
+    deinit {
+        // Invariant: allocated in init and never handed out beyond a scan call that holds `self`.
+        unsafe base.deallocate()
+    }
+
+    /// A record; traps outside the capacity, like the array it replaces.
+    @usableFromInline subscript(index: Int) -> HTTPField {
+        precondition(index >= 0 && index < capacity, "HTTPField index out of range")
+        // Invariant: 0 <= index < capacity, checked above.
+        return unsafe base[index]
     }
 }
