@@ -3,24 +3,13 @@
 // of a POST, kept-alive clients and an open WebSocket tunnel across SIGTERM.
 import Foundation
 import Glibc
+import SluiceCore
 import Testing
 import SluiceTestSupport
 
 extension EndToEnd {
     @Suite("queue-proxy reliability", .timeLimit(.minutes(1)))
     struct Reliability {
-        /// A small deterministic generator (SplitMix64) so the request gaps are the same on every run.
-        struct SeededGenerator: RandomNumberGenerator {
-            var state: UInt64
-            mutating func next() -> UInt64 {
-                state &+= 0x9E37_79B9_7F4A_7C15
-                var z = state
-                z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-                z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-                return z ^ (z >> 31)
-            }
-        }
-
         @Test("K11: an app that closes idle connections after 1 s sees each POST exactly once and clients see no error")
         func keepAliveRaceWithClosingApp() throws {
             // Like gunicorn or Node with a short keep-alive: a connection idle for 1 s is closed by the app.
@@ -48,7 +37,7 @@ extension EndToEnd {
             var workers: [Background<Void>] = []
             for clientIndex in 0 ..< clients {
                 workers.append(Background {
-                    var random = SeededGenerator(state: UInt64(clientIndex + 1) * 7919)
+                    var random = SplitMix64(seed: UInt64(clientIndex + 1) * 7919)
                     var client = try HTTPTestClient(port: port)
                     let end = ContinuousClock.now + duration
                     var number = 0

@@ -101,7 +101,7 @@ struct HTTP1SerializerTests {
 
     @Test("random names and values are written only when every byte is allowed")
     func randomFields() {
-        var generator = SeededGenerator(seed: 42)
+        var generator = SplitMix64(seed: 42)
         for _ in 0..<2000 {
             let name = (0..<Int.random(in: 0...6, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
             let value = (0..<Int.random(in: 0...10, using: &generator)).map { _ in
@@ -122,18 +122,6 @@ struct HTTP1SerializerTests {
     }
 }
 
-/// SplitMix64: a seeded generator so random tests replay.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 extension Array where Element == UInt8 {
     func contains(subsequence: [UInt8]) -> Bool {

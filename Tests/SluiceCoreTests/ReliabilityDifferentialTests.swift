@@ -48,17 +48,6 @@ while (offset < data.length) {
 process.stdout.write(out.join('\n') + '\n');
 """#
 
-/// A small deterministic generator (SplitMix64).
-private struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 private let baseRequests: [String] = [
     "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -90,7 +79,7 @@ private let headerVariants: [String] = [
     "Host: a\r\nHost: b", "X\u{0}: y", "X: a\u{0}b", "X: a\rb", "Content-Length: 99999999999999999999999",
 ]
 
-private func mutate(_ input: [UInt8], using random: inout SplitMix) -> [UInt8] {
+private func mutate(_ input: [UInt8], using random: inout SplitMix64) -> [UInt8] {
     var bytes = input
     for _ in 0 ..< Int.random(in: 1 ... 3, using: &random) where !bytes.isEmpty {
         let position = Int.random(in: 0 ..< bytes.count, using: &random)
@@ -111,7 +100,7 @@ private func mutate(_ input: [UInt8], using random: inout SplitMix) -> [UInt8] {
 
 /// The corpus: base requests, each with smuggling-prone header variants spliced in, and mutations.
 private func corpus(count: Int, seed: UInt64) -> [[UInt8]] {
-    var random = SplitMix(state: seed)
+    var random = SplitMix64(seed: seed)
     var inputs = baseRequests.map { Array($0.utf8) }
     for base in baseRequests where base.contains("\r\nHost: a\r\n") {
         for variant in headerVariants {
