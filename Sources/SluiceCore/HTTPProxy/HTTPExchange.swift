@@ -151,7 +151,9 @@ public final class HTTPExchange {
     // MARK: internal
 
     func begin(buffer: IOBuffer, headStart: Int, now: UInt64, defaults: HTTPRequestTimeouts) {
-        self.buffer = buffer
+        // Swapped in, so the previous buffer (normally none) is released outside the access.
+        var previous: IOBuffer? = buffer
+        swap(&previous, &self.buffer)
         self.headStart = headStart
         headCompleteTime = now
         requestGeneration &+= 1
@@ -166,7 +168,11 @@ public final class HTTPExchange {
         requestGeneration &+= 1
         isSuspended = false
         handlerContext = nil
-        if buffer != nil { loop.bufferPool.recycle(&buffer) }
+        if buffer != nil {
+            // Moved out first: the release happens outside the access to `buffer` (see `begin`).
+            var released = buffer.take()
+            loop.bufferPool.recycle(&released)
+        }
     }
 
     func resume(generation: UInt64, _ decision: HTTPHandlerDecision) -> Bool {

@@ -322,8 +322,7 @@ final class ServerConnection: ConnectionDelegate {
             closeUpstream()
         }
         exchange.end()
-        var scratch = self.scratch
-        self.scratch = nil
+        var scratch = self.scratch.take()
         loop.bufferPool.recycle(&scratch)
         slices.removeAll()
         exchange.owner = nil
@@ -444,8 +443,7 @@ final class ServerConnection: ConnectionDelegate {
         server.handler.takeOver(exchange, connection: connection)
         exchange.end()
         exchange.owner = nil
-        var scratch = self.scratch
-        self.scratch = nil
+        var scratch = self.scratch.take()
         loop.bufferPool.recycle(&scratch)
         server.connectionClosed(self)
         if connection.delegate === self {
@@ -521,9 +519,13 @@ final class ServerConnection: ConnectionDelegate {
             return buffer
         }
         if let buffer = scratch, buffer.freeCapacity >= minimumFree { return buffer }
-        loop.bufferPool.recycle(&scratch)
+        // Moved out before it is released or replaced: no release happens inside an access to
+        // `scratch`, so its accesses need no dynamic exclusivity checks.
+        var old = scratch.take()
+        loop.bufferPool.recycle(&old)
         let buffer = minimumFree <= loop.bufferPool.bufferSize ? loop.bufferPool.take() : IOBuffer(capacity: minimumFree)
-        scratch = buffer
+        var previous: IOBuffer? = buffer
+        swap(&previous, &scratch)
         return buffer
     }
 

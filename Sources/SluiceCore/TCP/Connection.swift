@@ -280,6 +280,16 @@ public final class Connection: EventLoopHandler {
         inputStart += consumed
     }
 
+    /// Puts `buffer` in `input` and returns the previous one, so that releasing it (possibly the
+    /// buffer's last reference) happens outside the access to `input`: a release inside it would make
+    /// every access to `input` pay a dynamic exclusivity check (see `queue`).
+    @inline(__always)
+    private func replaceInput(with buffer: IOBuffer?) -> IOBuffer? {
+        var other = buffer
+        swap(&other, &input)
+        return other
+    }
+
     /// Makes `input` a buffer with free space for the next read; false when the input limit is reached.
     ///
     /// Bytes below `count` are never rewritten while anyone else references the buffer (a slice of
@@ -289,7 +299,7 @@ public final class Connection: EventLoopHandler {
     private func prepareInput() -> Bool {
         let pool = loop.bufferPool
         if input == nil {
-            input = pool.take()
+            _ = replaceInput(with: pool.take())
             inputStart = 0
             return true
         }
@@ -300,8 +310,8 @@ public final class Connection: EventLoopHandler {
         if unconsumed == 0 && unique {
             if capacity != pool.bufferSize {
                 // A grown buffer goes back to normal size once drained.
-                input = nil
-                input = pool.take()
+                _ = replaceInput(with: nil)
+                _ = replaceInput(with: pool.take())
             } else {
                 input!.clear()
             }
@@ -325,8 +335,7 @@ public final class Connection: EventLoopHandler {
         }
         let replacement = newCapacity == pool.bufferSize ? pool.take() : IOBuffer(capacity: newCapacity)
         if unconsumed > 0 { replacement.append(input!, range: inputStart ..< count) }
-        var old = input
-        input = replacement
+        var old = replaceInput(with: replacement)
         inputStart = 0
         pool.recycle(&old)
         return true
@@ -341,7 +350,8 @@ public final class Connection: EventLoopHandler {
         guard inputStart == input!.count else { return }
         if !unique && input!.freeCapacity >= min(4096, input!.capacity / 4) { return }
         inputStart = 0
-        loop.bufferPool.recycle(&input)
+        var released = replaceInput(with: nil)
+        loop.bufferPool.recycle(&released)
     }
 
     // MARK: writing
@@ -528,7 +538,8 @@ public final class Connection: EventLoopHandler {
         Syscall.close(fileDescriptor)
         loop.fileDescriptorReleased()
         inputStart = 0
-        loop.bufferPool.recycle(&input)
+        var released = replaceInput(with: nil)
+        loop.bufferPool.recycle(&released)
         if queuedBytes > 0 { consumeQueue(queuedBytes) }
         editQueue { $0.removeAll() }
         queueHead = 0
