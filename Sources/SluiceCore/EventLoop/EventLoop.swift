@@ -104,10 +104,14 @@ public final class EventLoop: @unchecked Sendable {
         var generation: UInt32 = 1
         var deadline: UInt64 = 0
     }
+    /// Read in place, but written only through `editSlots`, never in place: an in-place write may
+    /// release a handler (its deinit is arbitrary code) inside the access to `slots`, and then every
+    /// access to `slots`, the per-request deadline stores included, pays a dynamic exclusivity check.
     private var slots: [Slot] = []
     private var freeSlots: [UInt32] = []
     /// Handlers registered now.
-    public private(set) var handlerCount = 0
+    public var handlerCount: Int { registeredHandlers }
+    private var registeredHandlers = 0
 
     private var deferred: [(HandlerToken, IOEvents)] = []
     private var deferredRunning: [(HandlerToken, IOEvents)] = []
@@ -124,7 +128,10 @@ public final class EventLoop: @unchecked Sendable {
     private var fileDescriptorWaiters: [HandlerToken] = []
 
     /// Monotonic nanoseconds read once per wake-up (vDSO, no syscall); deadlines are computed from it.
-    public private(set) var now: UInt64
+    /// Public stored `var`s pay a dynamic exclusivity check per access, so hot state such as this is
+    /// stored internally behind a computed accessor (the optimizer drops the checks on internal storage).
+    public var now: UInt64 { currentTime }
+    private var currentTime: UInt64
 
     private enum RunState { case notStarted, running, stopping, stopped }
     private var runState = RunState.notStarted
@@ -135,7 +142,7 @@ public final class EventLoop: @unchecked Sendable {
         bufferPool = IOBufferPool(bufferSize: configuration.bufferSize, maxFreeBuffers: configuration.maxFreeBuffers)
         events = EpollEventBuffer(capacity: max(1, configuration.maxEventsPerWait))
         resolution = max(1_000_000, EventLoop.nanoseconds(configuration.deadlineResolution))
-        now = Syscall.monotonicNanoseconds()
+        currentTime = Syscall.monotonicNanoseconds()
         let epoll = try Syscall.epollCreate()
         let wake: Int32
         do {
@@ -217,16 +224,30 @@ public final class EventLoop: @unchecked Sendable {
         return token
     }
 
+    /// Runs `body` on the slot table moved out of `slots` (two moves, no copy), then moves it back.
+    @inline(__always)
+    private func editSlots<R>(_ body: (inout [Slot]) -> R) -> R {
+        var table: [Slot] = []
+        swap(&table, &slots)
+        let result = body(&table)
+        swap(&table, &slots)
+        return result
+    }
+
     /// A slot with no fd: for handlers that only use deadlines and wake-ups.
     public func addHandler(_ handler: any EventLoopHandler) -> HandlerToken {
         assertInEventLoop()
-        handlerCount += 1
+        registeredHandlers += 1
         if let index = freeSlots.popLast() {
-            slots[Int(index)].handler = handler
-            return HandlerToken(slot: index, generation: slots[Int(index)].generation)
+            return editSlots { table in
+                table[Int(index)].handler = handler
+                return HandlerToken(slot: index, generation: table[Int(index)].generation)
+            }
         }
-        slots.append(Slot(handler: handler))
-        return HandlerToken(slot: UInt32(slots.count - 1), generation: 1)
+        return editSlots { table in
+            table.append(Slot(handler: handler))
+            return HandlerToken(slot: UInt32(table.count - 1), generation: 1)
+        }
     }
 
     /// Frees the handler's slot. The caller closes its fd, which also removes it from epoll: no
@@ -236,10 +257,12 @@ public final class EventLoop: @unchecked Sendable {
         guard isLive(token) else { return }
         let i = Int(token.slot)
         if slots[i].deadline != 0 { armedDeadlines -= 1 }
-        slots[i] = Slot(handler: nil, generation: slots[i].generation &+ 1, deadline: 0)
-        if slots[i].generation == 0 { slots[i].generation = 1 }
+        editSlots { table in
+            table[i] = Slot(handler: nil, generation: table[i].generation &+ 1, deadline: 0)
+            if table[i].generation == 0 { table[i].generation = 1 }
+        }
         freeSlots.append(token.slot)
-        handlerCount -= 1
+        registeredHandlers -= 1
     }
 
     /// Removes `fd` from epoll while it stays open (e.g. before handing it to another loop), then frees the slot.
@@ -270,7 +293,7 @@ public final class EventLoop: @unchecked Sendable {
         let old = slots[i].deadline
         if old == 0 && deadline != 0 { armedDeadlines += 1 }
         if old != 0 && deadline == 0 { armedDeadlines -= 1 }
-        slots[i].deadline = deadline
+        editSlots { $0[i].deadline = deadline }
         if deadline != 0 && deadline < nextSweep { nextSweep = deadline }
     }
 
@@ -331,7 +354,7 @@ public final class EventLoop: @unchecked Sendable {
     public func run() {
         threadID.store(Syscall.currentThreadID(), ordering: .relaxed)
         runState = .running
-        now = Syscall.monotonicNanoseconds()
+        currentTime = Syscall.monotonicNanoseconds()
         lastSweep = now
         while runState == .running {
             let timeout = nextTimeout()
@@ -342,7 +365,7 @@ public final class EventLoop: @unchecked Sendable {
                 runState = .stopping
                 break
             }
-            now = Syscall.monotonicNanoseconds()
+            currentTime = Syscall.monotonicNanoseconds()
             for i in 0 ..< events.count {
                 dispatch(token: events.token(at: i), mask: events.mask(at: i))
             }
@@ -391,7 +414,7 @@ public final class EventLoop: @unchecked Sendable {
             let d = slots[i].deadline
             if d != 0 {
                 if d <= now {
-                    slots[i].deadline = 0
+                    editSlots { $0[i].deadline = 0 }
                     armedDeadlines -= 1
                     if let handler = slots[i].handler { handler.deadlineExpired() }
                 } else if d < next {
@@ -434,12 +457,14 @@ public final class EventLoop: @unchecked Sendable {
             for handler in live { handler.closeForShutdown() }
             runTasks()
         }
-        for i in slots.indices where slots[i].handler != nil {
-            slots[i].handler = nil
+        editSlots { table in
+            for i in table.indices where table[i].handler != nil {
+                table[i].handler = nil
+            }
+            table.removeAll()
         }
-        slots.removeAll()
         freeSlots.removeAll()
-        handlerCount = 0
+        registeredHandlers = 0
         timerBodies.removeAll()
         timers = TimerHeap()
         deferred.removeAll()

@@ -10,15 +10,30 @@ public final class HTTPExchange {
     /// The client's address (resolved once per connection).
     public internal(set) var peerAddress: SocketAddress?
     /// The parsed request head; its ranges index `withHeadBytes`' span (and `slice(_:)`).
-    public internal(set) var head: HTTPHead
+    public var head: HTTPHead { requestHead }
     /// `EventLoop.now` when the head was complete.
-    public internal(set) var startTime: UInt64 = 0
+    public var startTime: UInt64 { headCompleteTime }
     /// Timeouts for this request (reset to the server's defaults for each request).
-    public var timeouts = HTTPRequestTimeouts()
+    public var timeouts: HTTPRequestTimeouts {
+        get { requestTimeouts }
+        set { requestTimeouts = newValue }
+    }
     /// Free slot for the handler's per-request state (cleared when the request finishes).
-    public var context: AnyObject?
+    public var context: AnyObject? {
+        get { handlerContext }
+        set { handlerContext = newValue }
+    }
     /// Increases with every request on the connection; tickets of older requests are stale.
-    public internal(set) var generation: UInt64 = 0
+    public var generation: UInt64 { requestGeneration }
+
+    // Storage of the accessors above. Internal, not public stored `var`s: every access to a public
+    // stored property of a class pays a dynamic exclusivity check, and these are touched several
+    // times per request; on internal storage the optimizer proves the accesses disjoint.
+    var requestHead: HTTPHead
+    var headCompleteTime: UInt64 = 0
+    var requestTimeouts = HTTPRequestTimeouts()
+    var handlerContext: AnyObject?
+    var requestGeneration: UInt64 = 0
 
     /// Strong (no weak side table on the hot path); cleared when the connection closes.
     var owner: ServerConnection?
@@ -36,7 +51,7 @@ public final class HTTPExchange {
 
     init(loop: EventLoop, limits: HTTPParserLimits) {
         self.loop = loop
-        head = HTTPHead(limits: limits)
+        requestHead = HTTPHead(limits: limits)
         removedNames.reserveCapacity(8)
         addedLines.reserveCapacity(256)
         hostReplacement.reserveCapacity(64)
@@ -136,11 +151,13 @@ public final class HTTPExchange {
     // MARK: internal
 
     func begin(buffer: IOBuffer, headStart: Int, now: UInt64, defaults: HTTPRequestTimeouts) {
-        self.buffer = buffer
+        // Swapped in, so the previous buffer (normally none) is released outside the access.
+        var previous: IOBuffer? = buffer
+        swap(&previous, &self.buffer)
         self.headStart = headStart
-        startTime = now
-        generation &+= 1
-        timeouts = defaults
+        headCompleteTime = now
+        requestGeneration &+= 1
+        requestTimeouts = defaults
         isSuspended = false
         removedNames.removeAll(keepingCapacity: true)
         addedLines.removeAll(keepingCapacity: true)
@@ -148,14 +165,18 @@ public final class HTTPExchange {
     }
 
     func end() {
-        generation &+= 1
+        requestGeneration &+= 1
         isSuspended = false
-        context = nil
-        if buffer != nil { loop.bufferPool.recycle(&buffer) }
+        handlerContext = nil
+        if buffer != nil {
+            // Moved out first: the release happens outside the access to `buffer` (see `begin`).
+            var released = buffer.take()
+            loop.bufferPool.recycle(&released)
+        }
     }
 
     func resume(generation: UInt64, _ decision: HTTPHandlerDecision) -> Bool {
-        guard generation == self.generation, isSuspended, let owner else { return false }
+        guard generation == requestGeneration, isSuspended, let owner else { return false }
         if case .suspend = decision { return false }
         isSuspended = false
         owner.resume(decision)

@@ -174,6 +174,10 @@ final class HTTPServerLoop: ListenerDelegate {
     /// Reclaimed connections still flushing their last response (they hold a slot a little longer).
     var reclaimsInProgress = 0
     private var pools: [Int: UpstreamPool] = [:]
+    /// The pool used last: a server forwarding to one upstream finds it without hashing per request.
+    private var lastPool: UpstreamPool?
+    /// The X-Forwarded-Proto value as bytes, encoded once (nil: none is added).
+    let xForwardedProtoBytes: [UInt8]?
     private(set) var isDraining = false
     private var drainCompletion: (() -> Void)?
     private var drainTimer: TimerID?
@@ -189,6 +193,7 @@ final class HTTPServerLoop: ListenerDelegate {
         self.handler = handler
         self.logger = logger
         allowedUpgradeBytes = configuration.allowedUpgrades.map { Array($0.lowercased().utf8) }
+        xForwardedProtoBytes = configuration.forwardedHeaders.xForwardedProto.map { Array($0.utf8) }
         headTimeoutNanoseconds = EventLoop.nanoseconds(configuration.headTimeout)
         idleTimeoutNanoseconds = EventLoop.nanoseconds(configuration.idleTimeout)
         bodyTimeoutNanoseconds = EventLoop.nanoseconds(configuration.bodyProgressTimeout)
@@ -244,9 +249,14 @@ final class HTTPServerLoop: ListenerDelegate {
 
     /// This loop's pool for `upstream` (made on first use).
     func pool(for upstream: HTTPUpstream) -> UpstreamPool {
-        if let pool = pools[upstream.id] { return pool }
+        if let lastPool, lastPool.upstream === upstream { return lastPool }
+        if let pool = pools[upstream.id] {
+            lastPool = pool
+            return pool
+        }
         let pool = UpstreamPool(upstream: upstream, loop: loop)
         pools[upstream.id] = pool
+        lastPool = pool
         return pool
     }
 

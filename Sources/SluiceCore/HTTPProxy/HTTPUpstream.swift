@@ -50,10 +50,13 @@ final class UpstreamPool {
     private var idle: [UpstreamConnection] = []
     var statistics = HTTPUpstreamPoolStatistics()
     private static let placeholder = PlaceholderDelegate()
+    /// The idle timeout in loop-clock nanoseconds, converted once (Duration arithmetic per release is not free).
+    private let idleTimeoutNanoseconds: UInt64
 
     init(upstream: HTTPUpstream, loop: EventLoop) {
         self.upstream = upstream
         self.loop = loop
+        idleTimeoutNanoseconds = EventLoop.nanoseconds(upstream.configuration.idleTimeout)
         idle.reserveCapacity(min(upstream.configuration.maxIdleConnections, 256))
     }
 
@@ -98,7 +101,7 @@ final class UpstreamPool {
             return
         }
         upstreamConnection.isIdle = true
-        upstreamConnection.connection.setDeadline(after: upstream.configuration.idleTimeout)
+        upstreamConnection.connection.setDeadline(at: max(1, loop.now &+ idleTimeoutNanoseconds))
         idle.append(upstreamConnection)
         statistics.idle = idle.count
     }

@@ -54,18 +54,22 @@ extension ServerConnection {
     /// number of `available` bytes consumed.
     func writeRequestHead(to upstream: UpstreamConnection, available: Range<Int>?, buffer bodyBuffer: IOBuffer?) -> Int {
         guard let buffer = exchange.buffer else { return 0 }
-        let head = exchange.head
+        // Only the field list and two ranges are needed: copying the whole HTTPHead per request
+        // costs an outlined copy, a retain and a release.
+        let fields = exchange.requestHead.fields
+        let startLine = exchange.requestHead.startLine
+        let headLength = exchange.requestHead.headLength
         let base = exchange.headStart
         slices.removeAll(keepingCapacity: true)
         forwardedForValues.removeAll(keepingCapacity: true)
-        var runStart = base + head.startLine.lowerBound
-        var runEnd = base + head.startLine.upperBound
+        var runStart = base + startLine.lowerBound
+        var runEnd = base + startLine.upperBound
         var sawContentLength = false
         var hasForwardedProto = false
         let options = configuration.forwardedHeaders
         let removesAny = !exchange.removedNames.isEmpty
-        buffer.withSpan(base ..< base + head.headLength) { span in
-            for field in head.fields {
+        buffer.withSpan(base ..< base + headLength) { span in
+            for field in fields {
                 var keep: Bool
                 switch field.known {
                 case .transferEncoding:
@@ -121,7 +125,7 @@ extension ServerConnection {
             out.append(peerHost)
             out.append(Self.crlf)
         }
-        if let proto = options.xForwardedProto, !hasForwardedProto {
+        if let proto = server.xForwardedProtoBytes, !hasForwardedProto {
             out.append(Self.xForwardedProtoPrefix)
             out.append(proto)
             out.append(Self.crlf)
@@ -135,7 +139,7 @@ extension ServerConnection {
             } else {
                 out.append(peerHost)
             }
-            if let proto = options.xForwardedProto {
+            if let proto = server.xForwardedProtoBytes {
                 out.append(";proto=")
                 out.append(proto)
             }
@@ -299,7 +303,7 @@ extension ServerConnection {
         while offset < end && self.upstream === upstream {
             switch responsePhase {
             case .awaitingHead:
-                let result = buffer.withSpan(offset ..< end) { upstream.head.parseResponse($0, requestMethod: exchange.head.method) }
+                let result = buffer.withSpan(offset ..< end) { upstream.head.parseResponse($0, requestMethod: exchange.requestHead.method) }
                 switch result {
                 case .incomplete:
                     return offset - range.lowerBound
@@ -343,11 +347,11 @@ extension ServerConnection {
     /// The final response head is complete in `buffer[headStart ..< headStart + length]`; writes it
     /// with the body bytes already here. Returns the bytes consumed (head and body).
     func responseHeadComplete(_ upstream: UpstreamConnection, buffer: IOBuffer, headStart: Int, length: Int, end: Int) -> Int {
-        let head = upstream.head
-        let status = head.status
+        // The facts needed, read in place (no copy of either HTTPHead per response).
+        let status = upstream.head.status
         responseStatus = status
         responseStartDeadline = 0
-        let request = exchange.head
+        let requestVersion = exchange.requestHead.version
         var isTunnel = false
         if status == 101 {
             guard upgradeIndex >= 0 else {
@@ -363,16 +367,16 @@ extension ServerConnection {
         }
 
         responseMode = .verbatim
-        var framing = head.framing
+        var framing = upstream.head.framing
         if isTunnel {
             framing = .none
         } else if framing == .closeDelimited {
-            if request.version == .http11 && !closeAfterResponse {
+            if requestVersion == .http11 && !closeAfterResponse {
                 responseMode = .chunkify
             } else {
                 closeAfterResponse = true
             }
-        } else if framing == .chunked && request.version == .http10 {
+        } else if framing == .chunked && requestVersion == .http10 {
             responseMode = .dechunk
             closeAfterResponse = true
         }
@@ -380,7 +384,7 @@ extension ServerConnection {
             // An early response while the request body is still arriving: keep the connection only if
             // what remains can be read and dropped cheaply afterwards.
             // A client waiting for 100-continue never sends the body after a final answer.
-            if case .contentLength(let total) = request.framing, !request.expectsContinue,
+            if case .contentLength(let total) = exchange.requestHead.framing, !exchange.requestHead.expectsContinue,
                total &- requestBodyBytes <= configuration.maxDiscardedBodyBytes {
                 discardBudget = configuration.maxDiscardedBodyBytes
             } else {
@@ -394,10 +398,11 @@ extension ServerConnection {
         guard self.upstream === upstream, connection.isOpen else { return end - headStart }
 
         slices.removeAll(keepingCapacity: true)
-        var runStart = headStart + head.startLine.lowerBound
-        var runEnd = headStart + head.startLine.upperBound
+        let startLine = upstream.head.startLine
+        var runStart = headStart + startLine.lowerBound
+        var runEnd = headStart + startLine.upperBound
         var sawContentLength = false
-        for field in head.fields {
+        for field in upstream.head.fields {
             var keep: Bool
             switch field.known {
             case .transferEncoding:
@@ -430,7 +435,7 @@ extension ServerConnection {
             out.append(Self.crlf)
         } else if closeAfterResponse {
             out.append(Self.connectionClose)
-        } else if request.version == .http10 {
+        } else if requestVersion == .http10 {
             out.append(Self.connectionKeepAlive)
         }
         if responseMode == .chunkify { out.append(Self.transferEncodingChunked) }
@@ -626,7 +631,7 @@ extension ServerConnection {
         totalDeadline = 0
         if let upstream {
             let reusable = upstream.head.keepAlive && requestBodySent && !upstreamFramingBroken
-                && exchange.head.version == .http11 && upgradeIndex < 0
+                && exchange.requestHead.version == .http11 && upgradeIndex < 0
             self.upstream = nil
             upstream.owner = nil
             if reusable, let pool {

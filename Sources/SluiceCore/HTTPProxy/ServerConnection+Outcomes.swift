@@ -116,11 +116,19 @@ extension ServerConnection {
     // MARK: timeouts
 
     func armRequestTimeouts() {
-        let timeouts = exchange.timeouts
-        let start = exchange.startTime
-        totalDeadline = timeouts.total.map { start &+ EventLoop.nanoseconds($0) } ?? 0
-        responseStartDeadline = timeouts.responseStart.map { start &+ EventLoop.nanoseconds($0) } ?? 0
-        idleBetweenNanoseconds = timeouts.idle.map { EventLoop.nanoseconds($0) } ?? 0
+        let timeouts = exchange.requestTimeouts
+        let start = exchange.headCompleteTime
+        // Handlers set the same timeouts on every request: convert (Int128 division) only on change.
+        if timeouts.total != convertedTimeouts.total || timeouts.responseStart != convertedTimeouts.responseStart
+            || timeouts.idle != convertedTimeouts.idle {
+            convertedTimeouts = (timeouts.total, timeouts.responseStart, timeouts.idle)
+            timeoutNanoseconds = (timeouts.total.map { EventLoop.nanoseconds($0) },
+                                  timeouts.responseStart.map { EventLoop.nanoseconds($0) },
+                                  timeouts.idle.map { EventLoop.nanoseconds($0) } ?? 0)
+        }
+        totalDeadline = timeoutNanoseconds.total.map { start &+ $0 } ?? 0
+        responseStartDeadline = timeoutNanoseconds.responseStart.map { start &+ $0 } ?? 0
+        idleBetweenNanoseconds = timeoutNanoseconds.idle
         idleBetweenDeadline = idleBetweenNanoseconds == 0 ? 0 : loop.now &+ idleBetweenNanoseconds
         rearm()
     }

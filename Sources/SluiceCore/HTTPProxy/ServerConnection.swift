@@ -122,6 +122,9 @@ final class ServerConnection: ConnectionDelegate {
     var responseStartDeadline: UInt64 = 0
     var idleBetweenDeadline: UInt64 = 0
     var idleBetweenNanoseconds: UInt64 = 0
+    /// The request timeouts last converted to nanoseconds, and the result (see `armRequestTimeouts`).
+    var convertedTimeouts: (total: Duration?, responseStart: Duration?, idle: Duration?) = (nil, nil, nil)
+    var timeoutNanoseconds: (total: UInt64?, responseStart: UInt64?, idle: UInt64) = (nil, nil, 0)
     var armedDeadline: UInt64 = 0
 
     // Reusable storage: steady-state requests allocate none of these.
@@ -177,7 +180,7 @@ final class ServerConnection: ConnectionDelegate {
                     if headDeadline == 0 { headDeadline = loop.now &+ server.headTimeoutNanoseconds }
                     rearm()
                 }
-                let result = buffer.withSpan(offset ..< end) { exchange.head.parseRequest($0) }
+                let result = buffer.withSpan(offset ..< end) { exchange.requestHead.parseRequest($0) }
                 switch result {
                 case .incomplete:
                     break receive
@@ -319,8 +322,7 @@ final class ServerConnection: ConnectionDelegate {
             closeUpstream()
         }
         exchange.end()
-        var scratch = self.scratch
-        self.scratch = nil
+        var scratch = self.scratch.take()
         loop.bufferPool.recycle(&scratch)
         slices.removeAll()
         exchange.owner = nil
@@ -334,9 +336,12 @@ final class ServerConnection: ConnectionDelegate {
     func headComplete(buffer: IOBuffer, headStart: Int, available: Range<Int>) -> Int {
         headDeadline = 0
         server.connectionBecameBusy(self)
-        let head = exchange.head
         exchange.begin(buffer: buffer, headStart: headStart, now: loop.now, defaults: server.defaultTimeouts)
-        bytesIn = UInt64(head.headLength)
+        // The facts needed here, read in place: copying the whole HTTPHead (field array included)
+        // per request costs an outlined copy, a retain and a release.
+        let method = exchange.requestHead.method
+        let framing = exchange.requestHead.framing
+        bytesIn = UInt64(exchange.requestHead.headLength)
         requestBodyBytes = 0
         requestPhase = .handling
         responsePhase = .none
@@ -352,28 +357,28 @@ final class ServerConnection: ConnectionDelegate {
         reuseRetries = 0
         upgradeIndex = -1
         wasForwarded = false
-        closeAfterResponse = !head.keepAlive || server.isDraining
-        requestDecoder.reset(framing: head.framing)
+        closeAfterResponse = !exchange.requestHead.keepAlive || server.isDraining
+        requestDecoder.reset(framing: framing)
         rearm()
 
         // Requests the server answers itself, before any handler sees them.
-        if head.method == .connect {
+        if method == .connect {
             closeAfterResponse = true
             return respondWithoutHandler(status: 405, message: "CONNECT is not supported", available: available)
         }
-        if head.method == .trace {
+        if method == .trace {
             return respondWithoutHandler(status: 405, message: "TRACE is not supported", available: available)
         }
-        if head.method == .options, let consumed = applyMaxForwards(available: available) {
+        if method == .options, let consumed = applyMaxForwards(available: available) {
             return consumed
         }
-        if head.hasUnsupportedExpectation {
+        if exchange.requestHead.hasUnsupportedExpectation {
             return respondWithoutHandler(status: 417, message: "unsupported expectation", available: available)
         }
-        if let limit = configuration.maxRequestBodyBytes, case .contentLength(let length) = head.framing, length > limit {
+        if let limit = configuration.maxRequestBodyBytes, case .contentLength(let length) = framing, length > limit {
             return respondWithoutHandler(status: 413, message: "request body too large", available: available)
         }
-        if head.hasUpgrade && head.connectionUpgrade && head.method == .get && head.framing == .none {
+        if exchange.requestHead.hasUpgrade && exchange.requestHead.connectionUpgrade && method == .get && framing == .none {
             upgradeIndex = allowedUpgradeIndex()
         }
 
@@ -438,8 +443,7 @@ final class ServerConnection: ConnectionDelegate {
         server.handler.takeOver(exchange, connection: connection)
         exchange.end()
         exchange.owner = nil
-        var scratch = self.scratch
-        self.scratch = nil
+        var scratch = self.scratch.take()
         loop.bufferPool.recycle(&scratch)
         server.connectionClosed(self)
         if connection.delegate === self {
@@ -515,9 +519,13 @@ final class ServerConnection: ConnectionDelegate {
             return buffer
         }
         if let buffer = scratch, buffer.freeCapacity >= minimumFree { return buffer }
-        loop.bufferPool.recycle(&scratch)
+        // Moved out before it is released or replaced: no release happens inside an access to
+        // `scratch`, so its accesses need no dynamic exclusivity checks.
+        var old = scratch.take()
+        loop.bufferPool.recycle(&old)
         let buffer = minimumFree <= loop.bufferPool.bufferSize ? loop.bufferPool.take() : IOBuffer(capacity: minimumFree)
-        scratch = buffer
+        var previous: IOBuffer? = buffer
+        swap(&previous, &scratch)
         return buffer
     }
 

@@ -78,8 +78,17 @@ public final class Connection: EventLoopHandler {
     public let loop: EventLoop
     public let fileDescriptor: Int32
     public let options: ConnectionOptions
-    public var delegate: (any ConnectionDelegate)?
-    public private(set) var state: State
+    // The per-request state below is stored in internal properties behind public computed
+    // accessors: a public stored `var` can be accessed from other modules, so every access to it
+    // pays a dynamic exclusivity check (swift_beginAccess); internal storage lets the optimizer
+    // prove the accesses never overlap and drop the checks.
+    public var delegate: (any ConnectionDelegate)? {
+        get { currentDelegate }
+        set { currentDelegate = newValue }
+    }
+    var currentDelegate: (any ConnectionDelegate)?
+    public var state: State { currentState }
+    private var currentState: State
     var token = HandlerToken.invalid
 
     // Input: `input[inputStart ..< input.count]` is unconsumed. An idle connection holds no buffer.
@@ -91,17 +100,24 @@ public final class Connection: EventLoopHandler {
     /// The peer shut down writing (EPOLLRDHUP/HUP seen): read on until 0 even after a short read.
     private var peerShutdownSeen = false
     /// True once read returned 0.
-    public private(set) var isInputClosed = false
+    public var isInputClosed: Bool { inputClosed }
+    private var inputClosed = false
 
     // Output: queue[queueHead...] are unsent slices (all non-nil), `queuedBytes` bytes in total.
+    /// Read in place, written only through `editQueue` (see EventLoop's `slots`: an in-place write
+    /// may release a buffer inside the access, which would make every access to `queue` checked
+    /// dynamically for exclusivity).
     private var queue: [IOSlice?] = []
     private var queueHead = 0
     /// Bytes accepted by `write` but not yet taken by the kernel.
-    public private(set) var queuedBytes = 0
+    public var queuedBytes: Int { queuedByteCount }
+    private var queuedByteCount = 0
     /// False from when `queuedBytes` passes the high watermark until it falls to the low one.
-    public private(set) var isWritable = true
+    public var isWritable: Bool { writable }
+    private var writable = true
     /// True once output is shut down (or will be, after the queue drains).
-    public private(set) var isOutputClosed = false
+    public var isOutputClosed: Bool { outputClosed }
+    private var outputClosed = false
     private var shutdownWhenFlushed = false
     private var closeWhenFlushed = false
 
@@ -113,7 +129,7 @@ public final class Connection: EventLoopHandler {
         self.loop = loop
         self.fileDescriptor = fileDescriptor
         self.options = options
-        self.state = state
+        currentState = state
         idleNanoseconds = options.idleTimeout.map { EventLoop.nanoseconds($0) } ?? 0
     }
 
@@ -215,7 +231,7 @@ public final class Connection: EventLoopHandler {
                 inputMayBePending = false
             case .processed(0):
                 inputMayBePending = false
-                isInputClosed = true
+                inputClosed = true
                 releaseInputIfConsumed()
                 noteProgress()
                 if let delegate { delegate.connectionDidReadEOF(self) } else { close() }
@@ -264,6 +280,16 @@ public final class Connection: EventLoopHandler {
         inputStart += consumed
     }
 
+    /// Puts `buffer` in `input` and returns the previous one, so that releasing it (possibly the
+    /// buffer's last reference) happens outside the access to `input`: a release inside it would make
+    /// every access to `input` pay a dynamic exclusivity check (see `queue`).
+    @inline(__always)
+    private func replaceInput(with buffer: IOBuffer?) -> IOBuffer? {
+        var other = buffer
+        swap(&other, &input)
+        return other
+    }
+
     /// Makes `input` a buffer with free space for the next read; false when the input limit is reached.
     ///
     /// Bytes below `count` are never rewritten while anyone else references the buffer (a slice of
@@ -273,7 +299,7 @@ public final class Connection: EventLoopHandler {
     private func prepareInput() -> Bool {
         let pool = loop.bufferPool
         if input == nil {
-            input = pool.take()
+            _ = replaceInput(with: pool.take())
             inputStart = 0
             return true
         }
@@ -284,8 +310,8 @@ public final class Connection: EventLoopHandler {
         if unconsumed == 0 && unique {
             if capacity != pool.bufferSize {
                 // A grown buffer goes back to normal size once drained.
-                input = nil
-                input = pool.take()
+                _ = replaceInput(with: nil)
+                _ = replaceInput(with: pool.take())
             } else {
                 input!.clear()
             }
@@ -309,8 +335,7 @@ public final class Connection: EventLoopHandler {
         }
         let replacement = newCapacity == pool.bufferSize ? pool.take() : IOBuffer(capacity: newCapacity)
         if unconsumed > 0 { replacement.append(input!, range: inputStart ..< count) }
-        var old = input
-        input = replacement
+        var old = replaceInput(with: replacement)
         inputStart = 0
         pool.recycle(&old)
         return true
@@ -325,7 +350,8 @@ public final class Connection: EventLoopHandler {
         guard inputStart == input!.count else { return }
         if !unique && input!.freeCapacity >= min(4096, input!.capacity / 4) { return }
         inputStart = 0
-        loop.bufferPool.recycle(&input)
+        var released = replaceInput(with: nil)
+        loop.bufferPool.recycle(&released)
     }
 
     // MARK: writing
@@ -377,18 +403,29 @@ public final class Connection: EventLoopHandler {
         (state == .open || state == .connecting) && !isOutputClosed && !closeWhenFlushed
     }
 
+    /// Runs `body` on the queue moved out of `queue` (two moves, no copy), then moves it back.
+    @inline(__always)
+    private func editQueue<R>(_ body: (inout [IOSlice?]) -> R) -> R {
+        var slices: [IOSlice?] = []
+        swap(&slices, &queue)
+        let result = body(&slices)
+        swap(&slices, &queue)
+        return result
+    }
+
     private func enqueue(_ slice: IOSlice) {
-        if queueHead > 32 && queueHead * 2 > queue.count {
-            queue.removeFirst(queueHead)
+        let head = queueHead
+        if head > 32 && head * 2 > queue.count {
+            editQueue { $0.removeFirst(head) }
             queueHead = 0
         }
-        queue.append(slice)
-        queuedBytes += slice.count
+        editQueue { $0.append(slice) }
+        queuedByteCount += slice.count
     }
 
     private func checkHighWater() {
         if isWritable && queuedBytes > options.highWaterMark {
-            isWritable = false
+            writable = false
             delegate?.connectionWritabilityChanged(self)
         }
     }
@@ -421,7 +458,7 @@ public final class Connection: EventLoopHandler {
         }
         guard state == .open else { return }
         if queuedBytes == 0 {
-            queue.removeAll(keepingCapacity: true)
+            editQueue { $0.removeAll(keepingCapacity: true) }
             queueHead = 0
             if closeWhenFlushed {
                 close()
@@ -430,25 +467,28 @@ public final class Connection: EventLoopHandler {
             if shutdownWhenFlushed { shutdownOutputNow() }
         }
         if !isWritable && queuedBytes <= options.lowWaterMark {
-            isWritable = true
+            writable = true
             delegate?.connectionWritabilityChanged(self)
         }
     }
 
     private func consumeQueue(_ written: Int) {
         var remaining = written
-        queuedBytes -= written
+        queuedByteCount -= written
         while remaining > 0 && queueHead < queue.count {
             let sliceCount = queue[queueHead]?.count ?? 0
             if sliceCount <= remaining {
                 remaining -= sliceCount
                 // Move the slice out (no IOSlice binding stays alive), so that when this was the
                 // last reference the pool sees the buffer as unique and takes it back.
-                var buffer = queue[queueHead].take()?.buffer
+                let index = queueHead
+                var buffer = editQueue { $0[index].take() }?.buffer
                 queueHead += 1
                 loop.bufferPool.recycle(&buffer)
             } else {
-                queue[queueHead] = queue[queueHead]?.dropFirst(remaining)
+                let index = queueHead
+                let rest = remaining
+                editQueue { $0[index] = $0[index]?.dropFirst(rest) }
                 remaining = 0
             }
         }
@@ -468,7 +508,7 @@ public final class Connection: EventLoopHandler {
 
     private func shutdownOutputNow() {
         shutdownWhenFlushed = false
-        isOutputClosed = true
+        outputClosed = true
         do {
             try Syscall.shutdown(fileDescriptor, how: Int32(SHUT_WR))
         } catch {
@@ -493,14 +533,15 @@ public final class Connection: EventLoopHandler {
     /// `connectionDidClose` once and is then dropped.
     public func close(error: ConnectionError? = nil) {
         guard state != .closed else { return }
-        state = .closed
+        currentState = .closed
         loop.removeHandler(token)
         Syscall.close(fileDescriptor)
         loop.fileDescriptorReleased()
         inputStart = 0
-        loop.bufferPool.recycle(&input)
+        var released = replaceInput(with: nil)
+        loop.bufferPool.recycle(&released)
         if queuedBytes > 0 { consumeQueue(queuedBytes) }
-        queue.removeAll()
+        editQueue { $0.removeAll() }
         queueHead = 0
         let delegate = self.delegate
         self.delegate = nil
@@ -560,7 +601,7 @@ public final class Connection: EventLoopHandler {
             close(error: .syscall(SyscallError("connect", errno: code)))
             return
         }
-        state = .open
+        currentState = .open
         loop.setDeadline(token, at: 0)
         noteProgress()
         delegate?.connectionDidConnect(self)

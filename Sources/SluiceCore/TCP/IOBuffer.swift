@@ -16,7 +16,13 @@ import Synchronization
     /// Bytes of storage.
     public let capacity: Int
     /// Bytes written so far (`0 ..< count` are valid).
-    public internal(set) var count = 0
+    public internal(set) var count: Int {
+        get { writtenCount }
+        set { writtenCount = newValue }
+    }
+    /// Internal storage behind `count`: a public stored `var` costs a dynamic exclusivity check
+    /// (swift_beginAccess) on every access, and `count` is read several times per request.
+    var writtenCount = 0
     /// The pool this buffer returns to (0: none).
     let poolID: Int
 
@@ -69,6 +75,20 @@ import Synchronization
         }
         count = offset
         return start ..< offset
+    }
+
+    /// Appends `bytes` if they fit (one copy, not a byte loop); returns their range or nil.
+    @discardableResult
+    public func append(_ bytes: [UInt8]) -> Range<Int>? {
+        let n = bytes.count
+        guard n <= freeCapacity else { return nil }
+        let start = writtenCount
+        unsafe bytes.withUnsafeBytes { source in
+            // start + n ≤ capacity (checked above); `source` is valid for the closure's duration.
+            if let from = source.baseAddress { unsafe (base + start).copyMemory(from: from, byteCount: n) }
+        }
+        writtenCount = start + n
+        return start ..< start + n
     }
 
     /// Appends the UTF-8 bytes of `string` if they fit; returns their range or nil.
