@@ -129,19 +129,7 @@ extension EndToEnd {
 
         @Test("an upgraded connection open at SIGTERM keeps working after the quiet period; exit 0 once it closes")
         func upgradedConnectionFinishes() throws {
-            let app = try ScriptedBackend { connection in
-                guard let request = try connection.readRequest() else { return }
-                guard request.field("Upgrade")?.lowercased() == "websocket" else {
-                    try connection.respond(status: 200, body: "ok")
-                    return
-                }
-                try connection.send("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
-                while true {
-                    let bytes = try connection.readRaw()
-                    if bytes.isEmpty { return }
-                    try connection.send(String(decoding: bytes, as: UTF8.self))
-                }
-            }
+            let app = try ScriptedBackend.upgradeEcho()
             defer { app.stop() }
             let proxy = try QueueProxyProcess(RevisionPodEnvironment(userPort: app.port, extra: Self.quiet))
             defer { proxy.stop() }

@@ -149,19 +149,7 @@ extension EndToEnd {
 
         @Test("L5: a WebSocket tunnel still open when the drain's cap ends is closed with a FIN, never a reset, and queue-proxy exits 0")
         func openTunnelAtShutdownEndsWithClose() throws {
-            let app = try ScriptedBackend { connection in
-                guard let request = try connection.readRequest() else { return }
-                guard request.field("Upgrade")?.lowercased() == "websocket" else {
-                    try connection.respond(status: 200, body: "ok")
-                    return
-                }
-                try connection.send("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
-                while true {
-                    let bytes = try connection.readRaw()
-                    if bytes.isEmpty { return }
-                    try connection.send(bytes)
-                }
-            }
+            let app = try ScriptedBackend.upgradeEcho()
             defer { app.stop() }
             // Hijacked connections get up to 60 s after the requests are done; the hard cap (here 3 s)
             // bounds the whole shutdown, so the test sees the tunnel's end quickly.

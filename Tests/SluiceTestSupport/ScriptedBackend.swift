@@ -101,6 +101,24 @@ public final class ScriptedBackend: @unchecked Sendable {
         }
     }
 
+    /// A backend answering a WebSocket upgrade with 101 and then echoing the tunnel's bytes until the
+    /// peer closes; plain requests get 200 "ok".
+    public static func upgradeEcho() throws -> ScriptedBackend {
+        try ScriptedBackend { connection in
+            guard let request = try connection.readRequest() else { return }
+            guard request.field("Upgrade")?.lowercased() == "websocket" else {
+                try connection.respond(status: 200, body: "ok")
+                return
+            }
+            try connection.send("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+            while true {
+                let bytes = try connection.readRaw()
+                if bytes.isEmpty { return }
+                try connection.send(bytes)
+            }
+        }
+    }
+
     private func acceptLoop() {
         var index = 0
         while !stopped.load(ordering: .acquiring) {
